@@ -1,0 +1,10 @@
+"""The handbook's Sphinx extension: ``extensions = ["handbook.sphinxext"]`` in ``docs/conf.py``."""
+
+from sphinx.application import Sphinx
+
+from handbook.sphinxext import literal_blocks
+
+
+def setup(app: Sphinx) -> dict:
+    literal_blocks.setup(app)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
