@@ -19,7 +19,8 @@ extensions = [
 # -- Sources ----------------------------------------------------------------------
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "untested-allowlist.toml"]
-myst_enable_extensions: list[str] = []  # only syntax the pages use; add with the page
+# Only syntax the pages use: colon fences nest tab sets (reference/schema.md).
+myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 0  # anchors are explicit "(name)=" targets, never heading slugs
 
 # -- Checks -------------------------------------------------------------------------

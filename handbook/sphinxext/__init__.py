@@ -2,9 +2,11 @@
 
 from sphinx.application import Sphinx
 
-from handbook.sphinxext import literal_blocks
+from handbook.sphinxext import alerts, literal_blocks, snippets
 
 
 def setup(app: Sphinx) -> dict:
     literal_blocks.setup(app)
+    snippets.setup(app)
+    alerts.setup(app)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

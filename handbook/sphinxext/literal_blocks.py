@@ -106,6 +106,9 @@ def check_doctree(app: Sphinx, doctree: nodes.document) -> None:
     root = project_root(app)
     for node in doctree.findall(nodes.literal_block):
         if node.get("source"):
+            if Path(node["source"]).resolve().is_relative_to(root / "snippets"):
+                shown = env.handbook_snippets_shown.setdefault(env.docname, set())
+                shown.add(rel(node["source"], root))
             problem = include_problem(node, root)
             if problem:
                 logger.warning(

@@ -1,0 +1,59 @@
+"""Run a SQL snippet the way a reader does: ``psql -X -v ON_ERROR_STOP=1 -f <file>``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from handbook.runners import TIMEOUT, Outcome
+from handbook.servers.base import Server
+from handbook.snippet import Snippet
+
+# psql -b prints: "psql:<file>:<line>: ERROR:  <message>", then "LINE <n>: ...", then
+# "psql:<file>:<line>: STATEMENT:  <the statement as sent>".
+PSQL_ERROR = re.compile(
+    r"^psql:.*?:(?P<line>\d+): (?P<level>ERROR|FATAL|PANIC):\s+(?P<msg>.*)$", re.M
+)
+POSITION = re.compile(r"^LINE (?P<n>\d+): ", re.M)
+STATEMENT = re.compile(r"^psql:.*?:\d+: STATEMENT:  (?P<sql>.*)\Z", re.M | re.S)
+
+
+def error_line(stderr: str, end_line: int) -> int:
+    """The file line the server's error points at.
+
+    psql names the line where the failing statement ends; counting the statement's
+    lines back from there gives its first line, and the server's error position
+    (``LINE n``) the line within it. Without a position, the statement's first line.
+    """
+    statement = STATEMENT.search(stderr)
+    if not statement:
+        return end_line
+    first = end_line - statement["sql"].rstrip("\n").count("\n")
+    position = POSITION.search(stderr)
+    return first + int(position["n"]) - 1 if position else first
+
+
+def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
+    """Run the snippet with ``env`` (the server's PG* variables, PATH with its psql)."""
+    command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "--echo-errors", "-f", str(snippet.path)]
+    try:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return Outcome(
+            False,
+            "",
+            f"{snippet.name}:{snippet.body_start}: did not finish in {TIMEOUT} s "
+            f"({server.describe()})",
+        )
+    output = result.stdout + result.stderr
+    if result.returncode == 0 and not PSQL_ERROR.search(result.stderr):
+        return Outcome(True, result.stdout)
+    error = PSQL_ERROR.search(result.stderr)
+    if error:
+        line = error_line(result.stderr[error.start() :], int(error["line"]))
+        message = f"{snippet.name}:{line}: {error['level']}: {error['msg']}"
+    else:
+        message = f"{snippet.name}:{snippet.body_start}: psql exited {result.returncode}"
+    return Outcome(False, output, f"{message} ({server.describe()})")

