@@ -287,3 +287,28 @@ class NotApplicableAnywhere(pytest.Item):
         )
 
     repr_failure = SnippetItem.repr_failure
+
+
+# -- fixtures for tests that need a server of their own kind --------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``pg_server`` / ``redis_server`` arguments run the test once per local or Docker label."""
+    for kind in ("pg", "redis"):
+        fixture = f"{kind}_server"
+        if fixture in metafunc.fixturenames:
+            pool: ServerPool = metafunc.config.stash[POOL]
+            labels = [c.label for c in pool.candidates(kind) if not c.read_only]
+            metafunc.parametrize(fixture, labels, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> Server:
+    """A shared PostgreSQL server (never an external one): create databases of your own on it."""
+    return request.config.stash[POOL].get(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Server:
+    """A shared Redis-compatible server (never an external one)."""
+    return request.config.stash[POOL].get(request.param)

