@@ -8,14 +8,16 @@ afterwards. Redis snippets that write get a server of their own.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from handbook import migrations, seed
 from handbook.servers.base import Server
+from handbook.servers.pool import ServerPool
 
 TEMPLATE = "erpgo_template"
 SHARED = "erpgo"
@@ -53,7 +55,9 @@ class Databases:
             psql(server, f"CREATE DATABASE {SHARED} TEMPLATE {TEMPLATE}")
             self._ready.add(server.label)
 
-    def pg_env(self, server: Server, read_only: bool) -> Iterator[dict[str, str]]:
+    @contextmanager
+    def for_snippet(self, server: Server, read_only: bool) -> Iterator[dict[str, str]]:
+        """The PG* environment of the database a SQL snippet runs in."""
         if server.read_only:
             yield server.env("monitor")
             return
@@ -68,7 +72,11 @@ class Databases:
         finally:
             psql(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    def redis_env(self, server: Server, read_only: bool, pool) -> Iterator[tuple[Server, dict]]:
+    @contextmanager
+    def for_redis(
+        self, server: Server, read_only: bool, pool: ServerPool
+    ) -> Iterator[tuple[Server, dict[str, str]]]:
+        """The server a redis-cli snippet runs on (its own when it writes) and its environment."""
         if read_only:
             yield server, server.env("monitor")
             return
@@ -78,34 +86,21 @@ class Databases:
         finally:
             private.stop()
 
-    for_snippet = contextmanager(pg_env)
-    for_redis = contextmanager(redis_env)
-
     @contextmanager
-    def for_shell(self, servers: list[Server], read_only: bool, pool) -> Iterator[dict[str, str]]:
-        pg = next((s for s in servers if s.kind == "pg"), None)
-        redis = next((s for s in servers if s.kind == "redis"), None)
-        env: dict[str, str] = {}
-        with self._maybe(pg, read_only) as pg_env, self._maybe_redis(redis, read_only, pool) as r:
-            for part in (pg_env, r):
-                for key, value in part.items():
-                    if key == "PATH" and "PATH" in env:
-                        value = f"{env['PATH']}:{value}"
-                    env[key] = value
-            yield env
-
-    @contextmanager
-    def _maybe(self, server: Server | None, read_only: bool):
-        if server is None:
-            yield {}
-            return
-        with self.for_snippet(server, read_only) as env:
-            yield env
-
-    @contextmanager
-    def _maybe_redis(self, server: Server | None, read_only: bool, pool):
-        if server is None:
-            yield {}
-            return
-        with self.for_redis(server, read_only, pool) as (_, env):
+    def for_shell(
+        self, servers: list[Server], read_only: bool, pool: ServerPool
+    ) -> Iterator[dict[str, str]]:
+        """One environment with the PG* and REDIS_URL/REDISCLI_* of each server it needs."""
+        with ExitStack() as stack:
+            env: dict[str, str] = {}
+            bindirs = []
+            for server in servers:
+                if server.kind == "pg":
+                    env |= stack.enter_context(self.for_snippet(server, read_only))
+                else:
+                    _, part = stack.enter_context(self.for_redis(server, read_only, pool))
+                    env |= part
+                if server.bindir:  # a private server runs from the same install
+                    bindirs.append(str(server.bindir))
+            env["PATH"] = os.pathsep.join([*bindirs, os.environ.get("PATH", os.defpath)])
             yield env

@@ -8,6 +8,7 @@ how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers`
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -247,8 +248,6 @@ class LintOnlyItem(pytest.Item):
         self.snippet = snippet
 
     def runtest(self) -> None:
-        import subprocess
-
         result = subprocess.run(
             ["bash", "-n", str(self.path)], capture_output=True, text=True, check=False
         )

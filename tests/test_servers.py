@@ -42,6 +42,19 @@ REDIS_LABELS = LOCAL.labels("redis", required=False)
 LABEL_RE = re.compile(r"^(pg\d+|[a-z]+\d+\.\d+)(-(local|docker|external))?$")
 
 
+def need(present: object, what: str) -> None:
+    """Skip when a local server is missing, saying which; under CI=true that is a failure."""
+    if present:
+        return
+    message = (
+        f"{what}: install it (.ci/run does), or name one in "
+        "HANDBOOK_PG_BINDIRS / HANDBOOK_REDIS_SERVERS"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def pool():
     yield LOCAL
@@ -148,14 +161,11 @@ def test_bad_choices_are_named():
         ServerPool(pg="external", environ={}, reap=False).candidates("pg")
 
 
-def test_docker_probe_answers_fast(monkeypatch):
-    start = time.monotonic()
-    available = docker.engine_available()
-    assert isinstance(available, bool) and time.monotonic() - start < 5
+def test_docker_probe_says_no_when_no_engine_answers(monkeypatch):
+    # How fast it says so is a benchmark figure, not a test assertion.
+    assert isinstance(docker.engine_available(), bool)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    start = time.monotonic()
     assert docker.engine_available() is False
-    assert time.monotonic() - start < 0.1
 
 
 def test_docker_candidates_are_pinned():
@@ -271,19 +281,19 @@ def test_pg_monitor_cannot_terminate_a_backend(pool, label):
 
 
 def test_pg_statement_timeout_applies_to_the_monitor(pool):
-    if not PG_LABELS:
-        pytest.skip("no local PostgreSQL")
+    need(PG_LABELS, "no local PostgreSQL")
 
-    def sleep_as_monitor(label: str) -> tuple[float, subprocess.CompletedProcess]:
-        start = time.monotonic()
-        result = psql(pool.get(label), "SELECT pg_sleep(30)", "monitor")
-        return time.monotonic() - start, result
+    def sleep_as_monitor(label: str) -> tuple[str, subprocess.CompletedProcess]:
+        server = pool.get(label)
+        setting = ok(psql(server, "SHOW statement_timeout", "monitor"))
+        return setting, psql(server, "SELECT pg_sleep(30)", "monitor")
 
+    # The setting, not a stopwatch: tests never assert wall-clock times.
     with ThreadPoolExecutor(len(PG_LABELS)) as executor:
-        for elapsed, result in executor.map(sleep_as_monitor, PG_LABELS):
+        for setting, result in executor.map(sleep_as_monitor, PG_LABELS):
+            assert setting == "5s"
             assert result.returncode != 0
             assert "canceling statement due to statement timeout" in result.stderr
-            assert 4.5 < elapsed < 20
 
 
 @pytest.mark.parametrize("label", PG_LABELS)
@@ -291,8 +301,7 @@ def test_pg_stat_statements_when_shipped(pool, label):
     server = pool.get(label)
     install = server.handle.install
     assert server.features == install.features
-    if "pg_stat_statements" not in server.features:
-        pytest.skip(f"{install.bindir} does not ship pg_stat_statements")
+    need("pg_stat_statements" in server.features, f"{install.bindir} lacks pg_stat_statements")
     assert ok(psql(server, "SHOW shared_preload_libraries")) == "pg_stat_statements"
     assert ok(psql(server, "SELECT count(*) >= 0 FROM pg_stat_statements", "monitor")) == "t"
 
@@ -441,8 +450,7 @@ def test_redis_private_server_takes_settings_and_goes_away(pool, label):
     ],
 )
 def test_start_failure_is_an_error_in_ci_only(kind, labels, settings, logged):
-    if not labels:
-        pytest.skip(f"no local {kind}")
+    need(labels, f"no local {kind}")
     before = _own_dirs(kind)
     for ci, expected in (("true", ServerStartError), ("", ServerUnavailable)):
         env = {**os.environ, "CI": ci}
@@ -471,8 +479,7 @@ def _own_dirs(kind: str) -> set[Path]:
 
 
 def test_external_pg_is_read_only(pool):
-    if not PG_LABELS:
-        pytest.skip("no local PostgreSQL")
+    need(PG_LABELS, "no local PostgreSQL")
     target = pool.get(PG_LABELS[-1])
     env = target.admin_env
     uri = f"postgresql://postgres:{env['PGPASSWORD']}@127.0.0.1:{env['PGPORT']}/postgres"
@@ -495,8 +502,7 @@ def test_external_pg_is_read_only(pool):
 
 
 def test_external_redis_is_read_only(pool):
-    if not REDIS_LABELS:
-        pytest.skip("no local Redis")
+    need(REDIS_LABELS, "no local Redis")
     target = pool.get(REDIS_LABELS[0])
     url = target.admin_env["REDIS_URL"]
     ext = ServerPool(redis="external", environ={external.REDIS_URL_VAR: url}, reap=False)
@@ -546,8 +552,7 @@ def test_start_servers_then_fail():
 
 
 def _child(tmp_path: Path, wait: bool) -> tuple[subprocess.Popen, Path]:
-    if not PG_LABELS or not REDIS_LABELS:
-        pytest.skip("needs a local PostgreSQL and a local Redis")
+    need(PG_LABELS and REDIS_LABELS, "needs a local PostgreSQL and a local Redis")
     test_file = tmp_path / "test_child.py"
     test_file.write_text(textwrap.dedent(CHILD_TEST))
     report = tmp_path / "report.json"

@@ -8,9 +8,8 @@ connection; the reply between two markers belongs to one line of the file.
 from __future__ import annotations
 
 import re
-import subprocess
 
-from handbook.runners import TIMEOUT, Outcome
+from handbook.runners import Outcome, execute
 from handbook.servers.base import Server
 from handbook.snippet import Snippet
 
@@ -31,23 +30,11 @@ def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
     for offset, line in enumerate(lines):
         if line.strip():
             feed += [line, f"ECHO {MARKER.format(snippet.body_start + offset)}"]
-    try:
-        result = subprocess.run(
-            command(env),
-            input="\n".join(feed) + "\n",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return Outcome(
-            False,
-            "",
-            f"{snippet.name}:{snippet.body_start}: did not finish in {TIMEOUT} s "
-            f"({server.describe()})",
-        )
+    result = execute(
+        snippet, server.describe(), command(env), input="\n".join(feed) + "\n", env=env
+    )
+    if isinstance(result, Outcome):
+        return result
     stdout = CLI_NOISE.sub("", result.stdout)
     stderr = CLI_NOISE.sub("", result.stderr)
     # Split the output at the markers: each chunk is the reply to one line of the file.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 
-from handbook.runners import TIMEOUT, Outcome
+from handbook.runners import Outcome, execute
 from handbook.snippet import Snippet
 
 # The snippet is sourced under an ERR trap that prints the failing line; set -e inside
@@ -18,18 +17,10 @@ FAILED_AT = re.compile(r"^handbook-failed-at-line:(?P<line>\d+)\n?", re.M)
 def run(snippet: Snippet, env: dict[str, str], servers: str) -> Outcome:
     """Run in a scratch directory; ``servers`` names them for messages ("PostgreSQL 15.20, ...")."""
     with tempfile.TemporaryDirectory(prefix="handbook-sh-") as scratch:
-        try:
-            result = subprocess.run(
-                ["bash", "-E", "-c", WRAPPER, str(snippet.path)],
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Outcome(False, "", f"{snippet.name}:1: did not finish in {TIMEOUT} s")
+        command = ["bash", "-E", "-c", WRAPPER, str(snippet.path)]
+        result = execute(snippet, servers, command, cwd=scratch, env=env)
+    if isinstance(result, Outcome):
+        return result
     failed_at = FAILED_AT.search(result.stderr)
     stderr = FAILED_AT.sub("", result.stderr)
     output = result.stdout + stderr

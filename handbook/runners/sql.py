@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
-from handbook.runners import TIMEOUT, Outcome
+from handbook.runners import Outcome, execute
 from handbook.servers.base import Server
 from handbook.snippet import Snippet
 
@@ -36,17 +35,9 @@ def error_line(stderr: str, end_line: int) -> int:
 def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
     """Run the snippet with ``env`` (the server's PG* variables, PATH with its psql)."""
     command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "--echo-errors", "-f", str(snippet.path)]
-    try:
-        result = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return Outcome(
-            False,
-            "",
-            f"{snippet.name}:{snippet.body_start}: did not finish in {TIMEOUT} s "
-            f"({server.describe()})",
-        )
+    result = execute(snippet, server.describe(), command, env=env)
+    if isinstance(result, Outcome):
+        return result
     output = result.stdout + result.stderr
     if result.returncode == 0 and not PSQL_ERROR.search(result.stderr):
         return Outcome(True, result.stdout)

@@ -2,10 +2,11 @@
 
 from sphinx.application import Sphinx
 
-from handbook.sphinxext import alerts, literal_blocks, snippets
+from handbook.sphinxext import alerts, docstore, literal_blocks, snippets
 
 
 def setup(app: Sphinx) -> dict:
+    docstore.setup(app)
     literal_blocks.setup(app)
     snippets.setup(app)
     alerts.setup(app)

@@ -130,20 +130,6 @@ class AlertTableDirective(SphinxDirective):
         return [table([25, 10, 35, 8, 22], header, rows)]
 
 
-def purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
-    env.handbook_runbooks.pop(docname, None)
-
-
-def merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildEnvironment) -> None:
-    for docname in docnames:
-        env.handbook_runbooks[docname] = other.handbook_runbooks.get(docname, [])
-
-
-def init(app: Sphinx) -> None:
-    if not hasattr(app.env, "handbook_runbooks"):
-        app.env.handbook_runbooks = {}
-
-
 def check_contract(app: Sphinx, env: BuildEnvironment) -> None:
     """No alert without a runbook page, and each alert's link names that page."""
     served = {name: doc for doc, names in env.handbook_runbooks.items() for name in names}
@@ -204,8 +190,5 @@ def check_built_anchors(app: Sphinx, exception: Exception | None) -> None:
 def setup(app: Sphinx) -> None:
     app.add_directive("alert", AlertDirective)
     app.add_directive("alert-table", AlertTableDirective)
-    app.connect("builder-inited", init)
-    app.connect("env-purge-doc", purge)
-    app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check_contract)
     app.connect("build-finished", check_built_anchors)

@@ -20,6 +20,7 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 
 from handbook.paths import rel
+from handbook.sphinxext import docstore
 
 logger = logging.getLogger(__name__)
 
@@ -141,23 +142,10 @@ def load_into_env(app: Sphinx) -> None:
     for problem in problems:
         logger.warning(problem, type="handbook", subtype="allowlist")
     app.env.handbook_allowlist = entries
-    if not hasattr(app.env, "handbook_allowlist_used"):
-        app.env.handbook_allowlist_used = {}
-
-
-def purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
-    env.handbook_allowlist_used.pop(docname, None)
-
-
-def merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildEnvironment) -> None:
-    for docname in docnames:
-        env.handbook_allowlist_used[docname] = other.handbook_allowlist_used.get(docname, set())
 
 
 def report_unused(app: Sphinx, env: BuildEnvironment) -> None:
-    used = (
-        set().union(*env.handbook_allowlist_used.values()) if env.handbook_allowlist_used else set()
-    )
+    used = docstore.everything(env, "handbook_allowlist_used")
     for entry in env.handbook_allowlist:
         if entry.line not in used:
             allowlist = rel(Path(app.srcdir) / ALLOWLIST_NAME, project_root(app))
@@ -172,6 +160,4 @@ def report_unused(app: Sphinx, env: BuildEnvironment) -> None:
 def setup(app: Sphinx) -> None:
     app.connect("builder-inited", load_into_env)
     app.connect("doctree-read", check_doctree)
-    app.connect("env-purge-doc", purge)
-    app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", report_unused)

@@ -23,6 +23,7 @@ from sphinx.util import logging
 from handbook import report as verification
 from handbook import snippet as snippets
 from handbook.paths import rel
+from handbook.sphinxext import docstore
 
 logger = logging.getLogger(__name__)
 
@@ -100,26 +101,10 @@ class SnippetDirective(LiteralInclude):
         return [*result, note]
 
 
-def purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
-    env.handbook_snippets_shown.pop(docname, None)
-
-
-def merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildEnvironment) -> None:
-    for docname in docnames:
-        env.handbook_snippets_shown[docname] = other.handbook_snippets_shown.get(docname, set())
-
-
-def init(app: Sphinx) -> None:
-    if not hasattr(app.env, "handbook_snippets_shown"):
-        app.env.handbook_snippets_shown = {}
-
-
 def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
     """Every file under snippets/ is shown by a page (the tests run every one of them)."""
     root = project_root(app)
-    shown = (
-        set().union(*env.handbook_snippets_shown.values()) if env.handbook_snippets_shown else set()
-    )
+    shown = docstore.everything(env, "handbook_snippets_shown")
     for path in sorted((root / "snippets").rglob("*")):
         if path.suffix not in snippets.KINDS or rel(path, root) in shown:
             continue
@@ -138,7 +123,4 @@ def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
 
 def setup(app: Sphinx) -> None:
     app.add_directive("snippet", SnippetDirective)
-    app.connect("builder-inited", init)
-    app.connect("env-purge-doc", purge)
-    app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", report_orphans)
