@@ -31,9 +31,29 @@ nitpicky = True
 html_theme = "furo"
 html_title = project
 html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 # Where the site is published; the alert rules link to pages under it.
 html_baseurl = os.environ.get("HANDBOOK_BASE_URL", "https://docs.erpgo.com/handbook/")
 graphviz_output_format = "svg"
 
 # Copy commands only: never a prompt or program output highlighted by the lexer.
 copybutton_exclude = ".linenos, .gp, .go"
+
+# -- PDF (tox -e pdf: docs/_build/latex/erpgo-handbook.pdf) -----------------------------
+# pdflatex with the TeX packages .ci/run installs (FIELD-NOTES.md), Sphinx's default fonts.
+latex_documents = [("index", "erpgo-handbook.tex", project, author, "manual")]
+latex_elements = {
+    "papersize": "a4paper",
+    "pointsize": "10pt",
+    # Characters the pages use that pdflatex does not map by itself.
+    "preamble": r"""
+\DeclareUnicodeCharacter{2192}{\ensuremath{\rightarrow}}
+\DeclareUnicodeCharacter{00D7}{\ensuremath{\times}}
+\DeclareUnicodeCharacter{2264}{\ensuremath{\leq}}
+\DeclareUnicodeCharacter{2265}{\ensuremath{\geq}}
+\DeclareUnicodeCharacter{2248}{\ensuremath{\approx}}
+""",
+    # Long commands wrap inside the code frame instead of running off the page.
+    "sphinxsetup": "verbatimwrapslines=true, verbatimforcewraps=true, verbatimmaxunderfull=0",
+}
+latex_show_urls = "footnote"

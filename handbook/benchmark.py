@@ -1,5 +1,10 @@
 """Benchmark of the snippet harness: ``python -m handbook.benchmark`` (or ``tox -e benchmark``).
 
+``python -m handbook.benchmark --diagnostics`` instead seeds the reference schema at
+production scale (a million login attempts, a few hundred sessions) on each local
+PostgreSQL and reports the median wall time of each read-only diagnostic the runbooks
+show (target: 100 ms).
+
 Reports, per available server: how long it takes to start; the floor (a bare
 ``psql -X -c 'select 1'`` on the warm server); the median wall time of each SQL
 snippet run as the tests run it, and its ratio to the floor (target: 1.5x or
@@ -8,12 +13,14 @@ less); and the wall time of the whole snippet suite. Numbers, not assertions.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
 import time
 
-from handbook.databases import Databases
+from handbook import diagnostics, migrations, seed
+from handbook.databases import Databases, psql
 from handbook.paths import ROOT, SNIPPETS, rel
 from handbook.runners import sql as sql_runner
 from handbook.servers.pool import ServerPool
@@ -28,7 +35,64 @@ def timed(action) -> float:
     return time.perf_counter() - start
 
 
+def diagnostics_benchmark(runs: int = 5) -> int:
+    """Each read-only diagnostic on a production-scale database, per local PostgreSQL."""
+    pool = ServerPool(pg="local", redis="local")
+    databases = Databases()
+    name = "erpgo_production_benchmark"
+    scale = seed.SCALES["production"]
+    print(f"# Diagnostics at production scale ({runs} runs each, median)\n")
+    print(f"Seed: {scale.login_attempts:,} login attempts, {scale.sessions} sessions, "
+          f"{scale.users:,} users, {scale.orders:,} orders.\n")  # fmt: skip
+    rows = []
+    try:
+        for cand in pool.candidates("pg"):
+            server = pool.get(cand.label)
+            databases.ensure(server)  # grants the monitoring role read access
+            psql(server, f"CREATE DATABASE {name}")
+            env = server.env("admin") | {"PGDATABASE": name}
+            seconds = timed(lambda e=env: (migrations.apply(e, migrations.discover()),
+                                           seed.seed(e, scale)))  # fmt: skip
+            print(f"- {server.describe()}: migrated and seeded in {seconds:.1f} s")
+            monitor = server.env("monitor") | {"PGDATABASE": name}
+            floor = statistics.median(
+                timed(lambda m=monitor: subprocess.run(["psql", "-X", "-c", "select 1"], env=m,
+                                                       capture_output=True, check=True))
+                for _ in range(runs)
+            )  # fmt: skip
+            for snippet in diagnostics.diagnostics():
+                # the runbooks' diagnostics: what runs during an incident, on production
+                if not snippet.page.startswith("runbooks/"):
+                    continue
+                if snippet.gate("pg", server.major, server.features):
+                    continue
+                outcome = sql_runner.run(snippet, server, monitor)  # warm-up, and a check
+                times = [
+                    timed(lambda s=snippet, v=server, m=monitor: sql_runner.run(s, v, m))
+                    for _ in range(runs)
+                ]
+                status = "ok" if outcome.ok else "FAILED"
+                rows.append((cand.label, snippet.name, statistics.median(times), floor, status))
+            psql(server, f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        pool.stop_all()
+    print("\n| server | diagnostic | median (ms) | minus psql floor (ms) | target 100 ms |")
+    print("|---|---|---|---|---|")
+    for label, snippet, median, floor, status in rows:
+        verdict = "met" if median * 1000 <= diagnostics.TARGET_MS else "MISSED"
+        if status != "ok":
+            verdict = status
+        print(f"| {label} | {snippet} | {median * 1000:.1f} | {(median - floor) * 1000:.1f} "
+              f"| {verdict} |")  # fmt: skip
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m handbook.benchmark", description=__doc__)
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="time each diagnostic on a production-scale database")  # fmt: skip
+    if parser.parse_args().diagnostics:
+        return diagnostics_benchmark()
     pool = ServerPool()
     databases = Databases()
     sql_snippets = [

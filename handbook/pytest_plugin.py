@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from handbook import snippet as snippets
+from handbook import tools
 from handbook.databases import Databases
 from handbook.paths import rel
 from handbook.report import Entry, Report
 from handbook.runners import Outcome, masked
+from handbook.runners import promql as promql_runner
 from handbook.runners import redis as redis_runner
 from handbook.runners import shell as shell_runner
 from handbook.runners import sql as sql_runner
@@ -28,6 +31,13 @@ POOL = pytest.StashKey[ServerPool]()
 REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
 CHOICES = ("auto", "local", "docker", "external")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """What a test needs is missing here: skip saying why; under ``CI=true`` that is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so a missing tool is a failure: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,18 +75,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     report = session.config.stash.get(REPORT, None)
-    if report is not None and report.entries:
+    if report is not None and (report.entries or report.proofs or report.exporters):
         report.write()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Record the outcome of tests that prove a requirement (``covers`` marker)."""
+    result = yield
+    if item.get_closest_marker("covers") is not None and (call.when == "call" or result.failed):
+        proofs = item.config.stash[REPORT].proofs
+        key = f"{rel(item.path, item.config.rootpath)}::{getattr(item, 'originalname', item.name)}"
+        if proofs.get(key) != "failed":  # one failing parameter fails the proof
+            proofs[key] = "failed" if result.failed else result.outcome
+    return result
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     report = config.stash.get(REPORT, None)
-    if report is None or not report.entries:
+    if report is None or not (report.entries or report.exporters):
         return
     write = terminalreporter.write_line
     terminalreporter.section("handbook verification")
     for label, description in sorted(report.servers.items()):
         write(f"server {label}: {description}")
+    for key, description in sorted(report.exporters.items()):
+        write(f"exporter {key}: {description}")
     for entry in sorted(report.not_verified(), key=lambda e: e.key):
         write(f"not verified: {entry.key}: {entry.outcome}: {entry.reason}")
     write(f"report: {rel(report.path, config.rootpath)}")
@@ -95,6 +119,9 @@ class SnippetFile(pytest.File):
     def collect(self):
         snippet = snippets.parse(self.path, self.config.rootpath)
         pool: ServerPool = self.config.stash[POOL]
+        if snippet.kind == "promql":
+            yield PromqlItem.from_parent(self, name="promtool", snippet=snippet)
+            return
         kinds = snippet.servers_needed()
         if not kinds:
             yield LintOnlyItem.from_parent(self, name="lint", snippet=snippet)
@@ -261,11 +288,83 @@ class LintOnlyItem(pytest.Item):
                     False, result.stderr, f"{self.snippet.name}:1: bash -n: {result.stderr.strip()}"
                 )
             )
+        self._check_verified_by()
+
+    def _check_verified_by(self) -> None:
+        """The ``verified-by:`` files must exist and one must name this snippet."""
+        if not self.snippet.verified_by:
+            return
+        files = [f.strip() for f in self.snippet.verified_by.split(",")]
+        short = self.snippet.name.removeprefix("snippets/")
+        missing = [f for f in files if not (self.config.rootpath / f).is_file()]
+        naming = [
+            f
+            for f in files
+            if f not in missing and short in (self.config.rootpath / f).read_text(encoding="utf-8")
+        ]
+        if missing or not naming:
+            problem = f"{', '.join(missing)} does not exist" if missing else f"none names {short!r}"
+            raise SnippetFailure(
+                Outcome(
+                    False,
+                    "",
+                    f"{self.snippet.name}:2: verified-by: {problem}: name the test (and the module "
+                    "it uses) that runs this snippet, or drop the header",
+                )
+            )
 
     repr_failure = SnippetItem.repr_failure
 
     def reportinfo(self):
         return self.path, 0, f"{self.snippet.name}[lint]"
+
+
+class PromqlItem(pytest.Item):
+    """A PromQL snippet evaluated by promtool against the series of its ``.test.yml`` sidecar."""
+
+    def __init__(self, *, snippet: snippets.Snippet, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.snippet = snippet
+
+    def runtest(self) -> None:
+        promtool, missing = tools.find_tool("promtool"), ""
+        if promtool is None:
+            try:
+                tools.require_tool("promtool")
+            except tools.ToolMissing as exc:
+                missing = f"{self.snippet.name}: {exc}"
+            self.config.stash[REPORT].add(
+                Entry(self.snippet.name, self.name, "not-run", reason=missing)
+            )
+            unavailable(missing)
+        described = f"promtool {tools.version('promtool')} unit test".replace("  ", " ")
+        outcome = promql_runner.run(self.snippet, promtool, described)
+        self.config.stash[REPORT].add(
+            Entry(
+                self.snippet.name,
+                self.name,
+                "passed" if outcome.ok else "failed",
+                server=described,
+                provider="local",
+                reason=outcome.message,
+            )
+        )
+        if not outcome.ok:
+            raise SnippetFailure(outcome)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SnippetFailure):
+            outcome = excinfo.value.outcome
+            output = outcome.output.rstrip()
+            return (
+                f"{outcome.message}\n--- promtool output ---\n{output}"
+                if output
+                else outcome.message
+            )
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, self.snippet.body_start - 1, f"{self.snippet.name}[promtool]"
 
 
 class NotApplicableAnywhere(pytest.Item):

@@ -37,6 +37,10 @@ class Report:
         self.path = path
         self.entries: dict[str, Entry] = {}
         self.servers: dict[str, str] = {}  # label -> "PostgreSQL 15.20, local (bin dir)"
+        # "tests/test_site.py::test_name" -> "passed"/"failed" for tests marked covers(...)
+        self.proofs: dict[str, str] = {}
+        # "postgres_exporter@pg15" -> "postgres_exporter 0.11.1 against PostgreSQL 15.20, local"
+        self.exporters: dict[str, str] = {}
 
     def add(self, entry: Entry) -> None:
         if entry.outcome not in OUTCOMES:
@@ -61,6 +65,8 @@ class Report:
             "machine": f"{platform.system()} {platform.machine()}, {platform.node()}",
             "servers": servers,
             "entries": dict(sorted(entries.items())),
+            "proofs": dict(sorted({**old.get("proofs", {}), **self.proofs}.items())),
+            "exporters": dict(sorted({**old.get("exporters", {}), **self.exporters}.items())),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")

@@ -17,7 +17,7 @@ from handbook.paths import ROOT, rel
 
 KINDS = {".sql": "sql", ".sh": "shell", ".redis": "redis", ".promql": "promql"}
 COMMENT = {"sql": "--", "shell": "#", "redis": "#", "promql": "#"}
-KEYS = ("page", "mode", "requires", "extension", "needs", "lint-only", "mask")
+KEYS = ("page", "mode", "requires", "extension", "needs", "lint-only", "verified-by", "mask")
 MODES = ("read-only", "writes")
 NEEDS = ("pg", "redis")
 HEADER_LINE = re.compile(r"^(?P<key>[a-z][a-z-]*):\s*(?P<value>.*)$")
@@ -61,6 +61,7 @@ class Snippet:
     extensions: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
     lint_only: str | None = None
+    verified_by: str | None = None  # a lint-only snippet's own test: "tests/drills/test_x.py"
     masks: list[re.Pattern[str]] = field(default_factory=list)
     body_start: int = 2  # 1-based line of the first body line
     name: str = ""  # project-relative path used in every message: "snippets/sql/x.sql"
@@ -159,6 +160,8 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         snippet.needs = needs
     elif key == "lint-only":
         snippet.lint_only = value
+    elif key == "verified-by":
+        snippet.verified_by = value
     elif key == "mask":
         try:
             snippet.masks.append(re.compile(value))
@@ -184,3 +187,20 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
             )
     if snippet.lint_only and snippet.kind != "shell":
         raise SnippetError(f"{where}:2: only shell snippets can be lint-only")
+    if snippet.verified_by and not snippet.lint_only:
+        raise SnippetError(
+            f"{where}:2: 'verified-by:' is for lint-only snippets that a test of their own runs; "
+            "the snippet harness already runs this one"
+        )
+    if snippet.kind == "promql":
+        # PromQL needs no server: promtool evaluates it against its .test.yml sidecar.
+        if not "".join(lines[snippet.body_start - 1 :]).strip():
+            raise SnippetError(
+                f"{where}:{snippet.body_start}: no PromQL expression after the header"
+            )
+        for key, value in (("needs", snippet.needs), ("requires", snippet.requires)):
+            if value:
+                raise SnippetError(
+                    f"{where}:2: a PromQL snippet has no '{key}:': promtool evaluates it against "
+                    "the series of its .test.yml sidecar, no server"
+                )

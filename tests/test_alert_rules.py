@@ -7,9 +7,9 @@ Without those tools a test is skipped, saying what to install; under CI=true it 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,8 +18,13 @@ import pytest
 import yaml
 
 from handbook import alerts
-from handbook.alerts import (
+from handbook.alertmanager import (
     ALERTMANAGER_CONFIG,
+    amtool_check_config,
+    amtool_render,
+    amtool_routes,
+)
+from handbook.alerts import (
     DEFAULT_BASE_URL,
     RULES_FILE,
     Alert,
@@ -37,6 +42,8 @@ from handbook.alerts import (
     split_runbook_url,
 )
 from handbook.paths import rel
+from handbook.promtool import promtool_check_rules, promtool_test_rules
+from handbook.pytest_plugin import unavailable
 
 # The spec's table of alerts (HANDBOOK.md, "The alerts"): what the runbooks promise.
 SPEC = {
@@ -78,9 +85,7 @@ def need(tool: str) -> str:
         return alerts.require_tool(tool)
     except alerts.ToolMissing as exc:
         message = str(exc)
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 @pytest.fixture
@@ -131,6 +136,7 @@ def test_severity_duration_and_threshold_are_the_spec_tables(name):
     )
 
 
+@pytest.mark.covers("20.1")
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_runbook_url_points_at_the_runbook_anchor_in_the_built_site(name):
     alert = BY_NAME[name]
@@ -248,6 +254,18 @@ def test_an_undeclared_metric_or_label_is_reported(tmp_path):
     assert "names label 'tenant'" in findings
 
 
+def test_an_exporter_name_no_exporter_exports_is_reported(tmp_path):
+    """pg_* is not enough: the name must be one tests/test_exporters.py found exported."""
+    data = plain_rules()
+    rule_of(data, "PostgreSQLDown")["expr"] = "pg_down == 1"
+    rules = load_rules(write_rules(tmp_path / "r.yml", data))
+    findings = alerts.report(check_metrics(rules, load_metric_catalogue()))
+    assert (
+        "alert PostgreSQLDown uses pg_down, which is neither in conf/metrics/erpgo.yml nor a "
+        "known exporter metric (conf/metrics/exporters.yml)"
+    ) in findings
+
+
 def test_the_metric_catalogue_declares_only_erpgo_metrics():
     catalogue = load_metric_catalogue()
     assert catalogue.metrics, "conf/metrics/erpgo.yml declares no metric"
@@ -289,12 +307,12 @@ def test_latency_thresholds_are_histogram_bucket_boundaries():
 
 
 def test_promtool_check_rules_passes(promtool):
-    result = alerts.promtool_check_rules(RULES_FILE)
+    result = promtool_check_rules(RULES_FILE)
     assert result.ok, result.report()
 
 
 def test_promtool_unit_tests_pass(promtool):
-    result = alerts.promtool_test_rules(*rule_test_files())
+    result = promtool_test_rules(*rule_test_files())
     assert result.ok, result.report()
 
 
@@ -422,7 +440,7 @@ def test_the_unit_tests_fail_when_the_rule_drifts(
     if for_seconds is not None:
         rule["for"] = f"{int(for_seconds)}s"
     mutated = write_rules(tmp_path / "alert_rules.yml", data)
-    result = alerts.promtool_test_rules(*rule_test_files(), rules_file=mutated, only=[name])
+    result = promtool_test_rules(*rule_test_files(), rules_file=mutated, only=[name])
     assert not result.ok, f"{name}: the unit tests still pass with the {what}"
     failed = [f for f in result.findings if f'"{name}: ' in f.message]
     assert failed, result.report()
@@ -460,7 +478,7 @@ def test_idle_services_measure_no_nan_and_no_inf(promtool, tmp_path):
     assert len(tests) == len(ALERTS)
     path = tmp_path / "idle_test.yml"
     path.write_text(yaml.safe_dump({"rule_files": [], "tests": tests}), encoding="utf-8")
-    result = alerts.promtool_test_rules(path)
+    result = promtool_test_rules(path)
     assert result.ok, result.report()
 
 
@@ -476,7 +494,7 @@ def test_the_idle_check_sees_a_nan(promtool, tmp_path):
     }
     path = tmp_path / "nan_test.yml"
     path.write_text(yaml.safe_dump({"rule_files": [], "tests": [test]}), encoding="utf-8")
-    assert not alerts.promtool_test_rules(path).ok
+    assert not promtool_test_rules(path).ok
 
 
 def test_a_broken_expression_fails_naming_file_and_line(promtool, tmp_path):
@@ -487,13 +505,13 @@ def test_a_broken_expression_fails_naming_file_and_line(promtool, tmp_path):
     line = text[: text.index(good)].count("\n") + 1
     path = tmp_path / "alert_rules.yml"
     path.write_text(broken, encoding="utf-8")
-    result = alerts.promtool_check_rules(path)
+    result = promtool_check_rules(path)
     assert not result.ok
     assert [(f.path, f.line) for f in result.findings] == [(str(path), line)], result.report()
     assert "alert HighErrorRate: could not parse expression" in result.findings[0].message
     assert "parse error" in result.findings[0].message
     # and the unit tests run against it say the same, not "no alert fired"
-    tested = alerts.promtool_test_rules(*rule_test_files(), rules_file=path)
+    tested = promtool_test_rules(*rule_test_files(), rules_file=path)
     assert not tested.ok
     assert f"{path}:{line}: alert HighErrorRate" in alerts.report(tested.findings)
 
@@ -514,7 +532,7 @@ def test_the_line_inside_a_multiline_expression_is_found(promtool, tmp_path, sty
         "          > 0.5\n",
         encoding="utf-8",
     )
-    result = alerts.promtool_check_rules(path)
+    result = promtool_check_rules(path)
     assert [(f.path, f.line) for f in result.findings] == [(str(path), 8)], result.report()
 
 
@@ -522,7 +540,7 @@ def test_an_invalid_for_is_located(promtool, tmp_path):
     data = plain_rules()
     rule_of(data, "PostgreSQLDown")["for"] = "1x"
     path = write_rules(tmp_path / "alert_rules.yml", data)
-    result = alerts.promtool_check_rules(path)
+    result = promtool_check_rules(path)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert not result.ok
     finding = result.findings[0]
@@ -557,7 +575,7 @@ def am_config() -> dict:
 
 
 def test_amtool_check_config_passes(amtool):
-    result = alerts.amtool_check_config(ALERTMANAGER_CONFIG)
+    result = amtool_check_config(ALERTMANAGER_CONFIG)
     assert result.ok, result.report()
 
 
@@ -569,7 +587,7 @@ def test_a_broken_template_is_located(amtool, tmp_path):
     (tmp_path / "templates" / "bad.tmpl").write_text(
         '{{ define "x" }}\n{{ .Foo \n', encoding="utf-8"
     )
-    result = alerts.amtool_check_config(tmp_path / "alertmanager.yml")
+    result = amtool_check_config(tmp_path / "alertmanager.yml")
     assert not result.ok
     assert result.findings[0].path == str(tmp_path / "templates" / "bad.tmpl")
     assert result.findings[0].line == 2, result.report()
@@ -605,7 +623,7 @@ def test_the_templates_glob_finds_the_templates():
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_critical_pages_and_warning_goes_to_chat(amtool, name):
     alert = BY_NAME[name]
-    receivers = alerts.amtool_routes(alert.notification_labels())
+    receivers = amtool_routes(alert.notification_labels())
     expected = PAGING_RECEIVER if alert.severity == "critical" else CHAT_RECEIVER
     assert receivers == [expected], f"{alert.location}: {name} ({alert.severity}) -> {receivers}"
 
@@ -653,7 +671,7 @@ def test_every_notification_shows_the_runbook_url(amtool, name):
         fields = _templated_strings(receiver)
         assert fields, f"receiver {receiver['name']} uses no template"
         separator = "\n<<<field>>>\n"
-        rendered = alerts.amtool_render(separator.join(fields), _notification_data(alert, "x"))
+        rendered = amtool_render(separator.join(fields), _notification_data(alert, "x"))
         assert alert.runbook_url in rendered, f"receiver {receiver['name']}:\n{rendered}"
         for text in rendered.split(separator):
             assert text.strip(), f"receiver {receiver['name']}: a template renders empty"
@@ -758,3 +776,81 @@ def test_postgresql_down_holds_back_the_alerts_it_causes(alertmanager):
     while (states := _states(alertmanager)) != expected and time.monotonic() < deadline:
         time.sleep(0.1)
     assert states == expected
+
+
+# --------------------------------------------------------------------------- the rendered header
+
+RUNBOOK_PAGE = "(high-error-rate)=\n# High error rate\n\n```{alert} HighErrorRate\n```\n"
+CONF_PY = """\
+extensions = ["myst_parser"]
+
+
+def setup(app):
+    from handbook.sphinxext import alerts, docstore
+
+    docstore.setup(app)
+    alerts.setup(app)
+"""
+
+
+def render_runbook(root: Path, rules_text: str) -> str:
+    """A one-page site with the {alert} header of HighErrorRate, built from these rules."""
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "conf" / "prometheus").mkdir(parents=True, exist_ok=True)
+    (root / "docs" / "conf.py").write_text(CONF_PY, encoding="utf-8")
+    (root / "docs" / "index.md").write_text(RUNBOOK_PAGE, encoding="utf-8")
+    (root / "conf" / "prometheus" / "alert_rules.yml").write_text(rules_text, encoding="utf-8")
+    out = root / "html"
+    done = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-b", "html", "-d", str(root / "dt"),
+         str(root / "docs"), str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_threshold_change_changes_the_header_and_fails_a_unit_test(promtool, tmp_path):
+    """Done when: the header is rendered from the rule, and the unit tests pin the rule."""
+    text = RULES_FILE.read_text(encoding="utf-8")
+    assert "\n          > 0.05\n" in text
+    changed = text.replace("\n          > 0.05\n", "\n          > 0.07\n", 1)
+    before = render_runbook(tmp_path / "before", text)
+    after = render_runbook(tmp_path / "after", changed)
+    assert "&gt; 0.05" in before and "&gt; 0.07" not in before
+    assert "&gt; 0.07" in after and "&gt; 0.05" not in after, "the header did not follow the rule"
+    mutated = tmp_path / "after" / "conf" / "prometheus" / "alert_rules.yml"
+    result = promtool_test_rules(*rule_test_files(), rules_file=mutated, only=["HighErrorRate"])
+    assert not result.ok, "the unit tests still pass with HighErrorRate at > 0.07"
+    assert '"HighErrorRate: fires just past the threshold"' in alerts.report(result.findings)
+
+
+def test_a_runbook_url_whose_anchor_the_built_site_lacks_names_alert_and_url(tmp_path, caplog):
+    """The check on the built HTML (after the source checks): names the alert and its URL."""
+    from types import SimpleNamespace
+
+    from handbook.sphinxext import alerts as extension
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "conf" / "prometheus").mkdir(parents=True)
+    (tmp_path / "conf" / "prometheus" / "alert_rules.yml").write_text(
+        RULES_FILE.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    out = tmp_path / "html"
+    for alert in ALERTS:
+        page, anchor = alert.runbook_target()
+        (out / page).parent.mkdir(parents=True, exist_ok=True)
+        keep = alert.name != "LowCacheHitRate"
+        (out / page).write_text(f'<section id="{anchor if keep else "x"}"></section>')
+    env = SimpleNamespace(note_dependency=lambda path: None)
+    app = SimpleNamespace(
+        confdir=str(tmp_path / "docs"), outdir=str(out), builder=SimpleNamespace(format="html")
+    )
+    env.app, app.env = app, env
+    with caplog.at_level("WARNING"):
+        extension.check_built_anchors(app, None)
+    warnings = [r.getMessage() for r in caplog.records]
+    url = BY_NAME["LowCacheHitRate"].runbook_url
+    assert len(warnings) == 1, warnings
+    assert f"LowCacheHitRate's runbook_url {url} lands nowhere" in warnings[0]
+    assert "no anchor #low-cache-hit-rate in runbooks/low-cache-hit-rate.html" in warnings[0]

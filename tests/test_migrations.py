@@ -23,6 +23,9 @@ from handbook import migrations as mig
 from handbook import seed as sd
 from handbook.paths import DOCS, rel
 
+# What these tests prove (handbook/requirements.py; implementation summary)
+pytestmark = [pytest.mark.covers("20.3")]
+
 MIGRATIONS = mig.discover()
 ANCHOR = "2026-01-05 12:00:00+00"
 
@@ -310,7 +313,8 @@ def test_broken_line_is_found_inside_a_multi_line_statement(db, tmp_path: Path):
     with pytest.raises(mig.MigrationError) as error:
         mig.apply(db, mig.discover(directory))
     assert str(error.value).startswith(
-        f'{directory}/0006_broken.up.sql:12: ERROR: type "no_such_type" does not exist '
+        f"{directory}/{len(MIGRATIONS) + 1:04d}_broken.up.sql:12: ERROR: "
+        'type "no_such_type" does not exist '
         "(the statement ends at line 13)"
     ), error.value
 

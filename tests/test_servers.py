@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from handbook.pytest_plugin import unavailable
 from handbook.servers import (
     HOW_TO_GET_SERVERS,
     ServerConfigError,
@@ -50,9 +51,7 @@ def need(present: object, what: str) -> None:
         f"{what}: install it (.ci/run does), or name one in "
         "HANDBOOK_PG_BINDIRS / HANDBOOK_REDIS_SERVERS"
     )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 @pytest.fixture(scope="module")

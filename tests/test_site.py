@@ -14,22 +14,12 @@ import pytest
 
 from handbook import alerts
 from handbook.paths import ROOT
-
-
-def build(root: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
-         "-d", str(out / ".doctrees"), str(root / "docs"), str(out)],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+from handbook.site import build
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    result = build(ROOT, out)
-    assert result.returncode == 0, f"the site does not build:\n{result.stderr}"
-    return out
+def site(built_site) -> Path:
+    return built_site
 
 
 @pytest.fixture
@@ -39,6 +29,8 @@ def copy(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.covers("20.1")
+@pytest.mark.covers("next:links")
 @pytest.mark.parametrize("alert", alerts.load_rules(), ids=lambda a: a.name)
 def test_runbook_url_lands_on_an_anchor_of_the_built_site(site, alert):
     page, anchor = alert.runbook_target()
@@ -56,6 +48,7 @@ def test_runbook_header_renders_the_rule_not_a_copy(site):
     assert alert.for_ in html
 
 
+@pytest.mark.covers("20.1")
 def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "high-error-rate.md"
     page.write_text(page.read_text().replace("(high-error-rate)=\n", ""))
@@ -99,3 +92,23 @@ def test_snippet_page_shows_body_caption_and_verification_note(site):
     assert "Sessions idle inside an open transaction" in html  # the caption, from line 1
     assert "-- mode: read-only" not in html  # header lines are for the tests
     assert "handbook-verification" in html
+
+
+def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path):
+    """Run one snippet with the real harness in a copy, then build: its note names the servers."""
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, copy / name)
+    shown = "snippets/sql/pool/connections_by_state.sql"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", shown],
+        cwd=copy, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert (copy / "build" / "verification.json").exists(), "the run wrote no report"
+    result = build(copy, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "out" / "runbooks" / "connection-pool-exhaustion.html").read_text()
+    notes = re.findall(r'class="handbook-verification"><em>([^<]*)</em>', html)
+    assert any(note.startswith("Ran on PostgreSQL ") for note in notes), notes
+    # Snippets that did not run in that test run say so rather than claim anything.
+    assert any(note.startswith("Not verified in this build") for note in notes), notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from handbook.runners import Outcome, execute
 from handbook.servers.base import Server
@@ -32,9 +33,21 @@ def error_line(stderr: str, end_line: int) -> int:
     return first + int(position["n"]) - 1 if position else first
 
 
-def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
-    """Run the snippet with ``env`` (the server's PG* variables, PATH with its psql)."""
-    command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "--echo-errors", "-f", str(snippet.path)]
+def run(
+    snippet: Snippet,
+    server: Server,
+    env: dict[str, str],
+    variables: Mapping[str, str] | None = None,
+) -> Outcome:
+    """Run the snippet with ``env`` (the server's PG* variables, PATH with its psql).
+
+    ``variables``: psql variables, as a reader passes them (``psql -v min_idle='5 s'``), for
+    snippets that document a knob with a default (``\\if :{?min_idle} ... \\endif``).
+    """
+    command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "--echo-errors"]
+    for name, value in (variables or {}).items():
+        command += ["-v", f"{name}={value}"]
+    command += ["-f", str(snippet.path)]
     result = execute(snippet, server.describe(), command, env=env)
     if isinstance(result, Outcome):
         return result

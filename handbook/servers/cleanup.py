@@ -14,9 +14,11 @@ SIGKILL cannot be caught: ``scratch.reap_stale()`` removes what such a process l
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -80,3 +82,19 @@ def _install_signal_handlers() -> None:
 
 
 atexit.register(run_all)
+
+
+def end_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """Wait for ``proc`` to exit, then SIGTERM it, then SIGKILL it; each step waits ``timeout``.
+
+    Call it after asking the program to shut down its own way (if it has one).
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    for action in (None, proc.terminate, proc.kill):
+        if action is not None:
+            with contextlib.suppress(ProcessLookupError):
+                action()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+            return

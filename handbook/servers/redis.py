@@ -378,13 +378,7 @@ class LocalRedis:
                         self.socket, ("SHUTDOWN", "NOSAVE"),
                         user="default", password=self.password, timeout=2,
                     )  # fmt: skip
-                for action in (None, self.proc.terminate, self.proc.kill):
-                    if action is not None:
-                        with contextlib.suppress(ProcessLookupError):
-                            action()
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        self.proc.wait(timeout=5)
-                        break
+                cleanup.end_process(self.proc)
         finally:
             scratch.remove(self.scratch)
             cleanup.unregister(self._token)

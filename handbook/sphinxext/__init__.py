@@ -2,7 +2,16 @@
 
 from sphinx.application import Sphinx
 
-from handbook.sphinxext import alerts, docstore, literal_blocks, snippets
+from handbook.sphinxext import (
+    alerts,
+    configuration,
+    docstore,
+    literal_blocks,
+    quickref,
+    recovery,
+    snippets,
+    summary,
+)
 
 
 def setup(app: Sphinx) -> dict:
@@ -10,4 +19,9 @@ def setup(app: Sphinx) -> dict:
     literal_blocks.setup(app)
     snippets.setup(app)
     alerts.setup(app)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    configuration.setup(app)
+    quickref.setup(app)
+    summary.setup(app)
+    recovery.setup(app)
+    # env_version: bump when what the extension keeps in the environment changes
+    return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}

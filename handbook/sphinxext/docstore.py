@@ -10,6 +10,7 @@ from sphinx.environment import BuildEnvironment
 STORES = (
     "handbook_allowlist_used",  # allowlist entries (by line) a page's blocks matched
     "handbook_snippets_shown",  # snippets a page shows
+    "handbook_snippet_order",  # the same, as a list in page order
     "handbook_runbooks",  # alerts a page is the runbook of
 )
 

@@ -37,8 +37,17 @@ def project_root(app: Sphinx) -> Path:
 
 def verification_note(snippet: snippets.Snippet, data: dict) -> str:
     """One sentence saying how far a reader can trust the snippet."""
+    if snippet.lint_only and snippet.verified_by:
+        test = snippet.verified_by.split(",")[0].strip()
+        return (
+            f"Run for real by {test}, outside the snippet harness ({snippet.lint_only}); "
+            "shellchecked."
+        )
     if snippet.lint_only:
-        return f"Lint-only: {snippet.lint_only}. Checked with shellcheck; the tests cannot run it."
+        return (
+            f"Lint-only: {snippet.lint_only}. "
+            "Checked with shellcheck; the snippet tests cannot run it."
+        )
     entries = [e for e in data.get("entries", {}).values() if e["snippet"] == snippet.name]
     if not entries:
         return "Not verified in this build: no test report (run tox, then build the site)."
@@ -49,7 +58,12 @@ def verification_note(snippet: snippets.Snippet, data: dict) -> str:
     )
     parts = []
     if snippet.kind == "promql":
-        parts.append("Evaluated by promtool against test series." if passed else "")
+        parts.append(
+            f"Evaluated in a {'; '.join(passed)} against the synthetic series of "
+            f"{snippet.name}.test.yml."
+            if passed
+            else ""
+        )
     elif passed:
         parts.append("Ran on " + "; ".join(passed) + ".")
     if failed:
@@ -88,6 +102,7 @@ class SnippetDirective(LiteralInclude):
                 subtype="snippet",
             )
         env.handbook_snippets_shown.setdefault(env.docname, set()).add(snippet.name)
+        env.handbook_snippet_order.setdefault(env.docname, []).append(snippet.name)
         docdir = Path(env.doc2path(env.docname)).parent
         self.arguments[0] = os.path.relpath(path, docdir)
         self.options.setdefault("lines", f"{snippet.body_start}-")

@@ -1,0 +1,1 @@
+"""Helpers the incident drills share, free of pytest: workloads, injected incidents, parsers."""

@@ -1,0 +1,314 @@
+"""The high-latency drill's workloads and incidents, and how to read the runbook's outputs.
+
+The incident is the classic one: the warehouse dashboard asks for the pending orders,
+``orders`` has a year of history, and no index starts with ``status``, so every call
+reads the whole table. ``grow_orders`` gives the seeded ``orders`` that history;
+``pending_orders`` runs the dashboard's query; ``healthy_traffic`` runs the indexed
+lookups ERPGo makes all the time, so that the slow query has company to stand out from.
+
+``LockHolder`` is a batch job that updated an order and then sat idle in its
+transaction; ``Waiter`` is the API trying to update the same order.
+
+Runbook snippets run exactly as the test suite runs them (``handbook.runners``);
+``table`` reads psql's aligned output back into rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+
+from handbook.drills.psql import DrillError, psql, table
+from handbook.paths import SNIPPETS
+from handbook.runners import Outcome
+from handbook.runners import redis as redis_runner
+from handbook.runners import shell as shell_runner
+from handbook.runners import sql as sql_runner
+from handbook.servers import resp
+from handbook.servers.base import Server
+from handbook.snippet import Snippet, parse
+
+PENDING_ORDERS_SQL = (
+    "SELECT count(*) AS pending_orders, sum(total) AS pending_value"
+    " FROM orders WHERE status = 'pending'"
+)
+# How the query looks in pg_stat_statements once constants are replaced by $n.
+PENDING_ORDERS_NORMALISED = "FROM orders WHERE status = $1"
+FIX_INDEX = "orders_status_created_at_idx"
+HISTORY_ORDERS = 60_000  # delivered orders from the year before the seed's window
+BATCH_APP = "erpgo-batch"
+API_APP = "erpgo-api"
+T = TypeVar("T")
+SLOW_REDIS_PATTERN = "erpgo:cache:user:42:*"  # matches nothing, yet reads every key
+REDIS_KEYS = 200_000
+SLEEP_SECONDS = "0.25"
+
+GROW_ORDERS_SQL = f"""
+INSERT INTO orders (user_id, status, total, currency, created_at, updated_at)
+SELECT 1 + g % (SELECT count(*) FROM users), 'delivered', 10 + g % 90, 'USD',
+       now() - interval '100 days' - g * interval '9 minutes',
+       now() - interval '100 days' - g * interval '9 minutes'
+  FROM generate_series(1, {HISTORY_ORDERS}) AS g;
+ANALYZE orders;
+"""
+
+
+def snippet(name: str) -> Snippet:
+    """The runbook snippet ``name`` (relative to snippets/), parsed like the test suite does."""
+    return parse(SNIPPETS / name)
+
+
+def run(name: str, server: Server, env: dict[str, str]) -> str:
+    """Run a runbook snippet on ``server`` with ``env``; its output, or DrillError naming it."""
+    item = snippet(name)
+    outcome: Outcome
+    if item.kind == "sql":
+        outcome = sql_runner.run(item, server, env)
+    elif item.kind == "redis":
+        outcome = redis_runner.run(item, server, env)
+    else:
+        outcome = shell_runner.run(item, env, server.describe())
+    if not outcome.ok:
+        raise DrillError(f"{outcome.message}\n--- output ---\n{outcome.output.rstrip()}")
+    return outcome.output
+
+
+def connect(server: Server, env: dict[str, str], application: str, **kwargs) -> psycopg.Connection:
+    """A psycopg connection to the database and role in ``env``."""
+    return psycopg.connect(
+        host=env["PGHOST"],
+        port=env["PGPORT"],
+        user=env["PGUSER"],
+        password=env["PGPASSWORD"],
+        dbname=env["PGDATABASE"],
+        application_name=application,
+        **kwargs,
+    )
+
+
+def grow_orders(env: dict[str, str]) -> None:
+    psql(env, GROW_ORDERS_SQL)
+
+
+def reset_statistics(env: dict[str, str]) -> None:
+    """Forget earlier statements and table counters (server-wide and this database)."""
+    psql(env, "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset();")
+
+
+def healthy_traffic(server: Server, env: dict[str, str], calls: int = 200) -> None:
+    """The indexed lookups ERPGo makes on every page: by primary key and by user."""
+    with connect(server, env, API_APP, autocommit=True) as conn:
+        for n in range(calls):
+            conn.execute("SELECT id, status, total FROM orders WHERE id = %s", (1 + n * 7,))
+            conn.execute("SELECT count(*) FROM orders WHERE user_id = %s", (1 + n % 150,))
+            conn.execute("SELECT id, email FROM users WHERE username = %s", (f"user{n:06d}",))
+
+
+def pending_orders(server: Server, env: dict[str, str], calls: int = 100) -> None:
+    """The warehouse dashboard's query, ``calls`` times."""
+    with connect(server, env, API_APP, autocommit=True) as conn:
+        for _ in range(calls):
+            conn.execute(PENDING_ORDERS_SQL)
+
+
+INSERT_ORDER_SQL = (
+    "INSERT INTO orders (user_id, status, total) SELECT min(id), 'pending', 25 FROM users"
+)
+
+
+@contextmanager
+def open_write(server: Server, env: dict[str, str]) -> Iterator[Callable[[], None]]:
+    """An API transaction that has inserted an order and not committed; yields its commit."""
+    conn = connect(server, env, API_APP)
+    try:
+        conn.execute(INSERT_ORDER_SQL)
+        yield conn.commit
+    finally:
+        conn.close()
+
+
+def insert_order(env: dict[str, str], lock_timeout: str) -> None:
+    """Insert one order, giving up (DrillError) if it waits on a lock for ``lock_timeout``."""
+    psql(env, f"SET lock_timeout = '{lock_timeout}'; {INSERT_ORDER_SQL};")
+
+
+def index_build_waiting(env: dict[str, str]) -> bool:
+    """Whether a CREATE INDEX CONCURRENTLY is waiting for older transactions to end."""
+    out = psql(
+        env,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND query ILIKE 'CREATE INDEX CONCURRENTLY%'",
+    )
+    return out.strip() != "0"
+
+
+def in_thread(function: Callable[..., T], *args: object) -> Future[T]:
+    """Run ``function(*args)`` in a thread of its own; the future gives its result."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(function, *args)
+    executor.shutdown(wait=False)
+    return future
+
+
+def pending_orders_row(output: str) -> dict[str, str]:
+    """The top-queries row of the pending-orders query; DrillError when it is missing."""
+    for row in table(output):
+        if PENDING_ORDERS_NORMALISED in row["query"]:
+            return row
+    raise DrillError(f"the pending-orders query is not in the top queries:\n{output}")
+
+
+@dataclass
+class LockHolder:
+    """A batch job that updated an order, then went idle without committing."""
+
+    conn: psycopg.Connection
+    pid: int
+
+    @classmethod
+    def start(cls, server: Server, env: dict[str, str], order_id: int) -> LockHolder:
+        conn = connect(server, env, BATCH_APP)
+        conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        return cls(conn, pid)
+
+    def alive(self) -> bool:
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class Waiter:
+    """An API request updating an order in a thread: it blocks while the order is locked."""
+
+    conn: psycopg.Connection
+    pid: int
+    order_id: int
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(cls, server: Server, env: dict[str, str], order_id: int) -> Waiter:
+        conn = connect(server, env, API_APP, autocommit=True)
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        waiter = cls(conn, pid, order_id)
+        threading.Thread(target=waiter._update, daemon=True).start()
+        return waiter
+
+    def _update(self) -> None:
+        try:
+            self.conn.execute(
+                "UPDATE orders SET updated_at = now() WHERE id = %s", (self.order_id,)
+            )
+        except BaseException as exc:  # reported by finished()
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def finished(self, timeout: float) -> bool:
+        """True once the update went through; raises what it raised."""
+        if not self.done.wait(timeout):
+            return False
+        if self.error is not None:
+            raise DrillError(f"the waiting session's update failed: {self.error}")
+        return True
+
+    def close(self) -> None:
+        self.conn.cancel_safe()
+        self.done.wait(10)
+        self.conn.close()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll ``condition()`` until it is true; DrillError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise DrillError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def waiting_on_lock(env: dict[str, str], pid: int) -> bool:
+    out = psql(env, f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
+    return out.strip() == "Lock"
+
+
+def idle_for(env: dict[str, str], pid: int) -> float:
+    """Seconds the session ``pid`` has been in its current state."""
+    out = psql(
+        env,
+        f"SELECT extract(epoch FROM now() - state_change) FROM pg_stat_activity WHERE pid = {pid}",
+    )
+    return float(out.strip() or 0)
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+
+def redis_admin(server: Server, *commands: tuple[str, ...]) -> list[object]:
+    """Send commands as the default (admin) user over the server's Unix socket."""
+    assert server.socket is not None
+    replies = resp.call(
+        server.socket,
+        *commands,
+        user="default",
+        password=server.admin_env["REDISCLI_AUTH"],
+        timeout=30,
+    )
+    errors = [r for r in replies if isinstance(r, resp.RespError)]
+    if errors:
+        raise DrillError(f"{server.label}: {commands} answered {errors}")
+    return replies
+
+
+def fill_product_cache(server: Server) -> None:
+    """REDIS_KEYS cached products, then statistics, slow log and latency history cleared."""
+    script = (
+        "for i = 1, tonumber(ARGV[1]) do "
+        "redis.call('SET', 'erpgo:cache:product:' .. i, 'p' .. i) end return 1"
+    )
+    redis_admin(server, ("EVAL", script, "0", str(REDIS_KEYS)))
+    redis_admin(server, ("SLOWLOG", "RESET"), ("LATENCY", "RESET"), ("CONFIG", "RESETSTAT"))
+
+
+def redis_healthy_traffic(server: Server, calls: int = 300) -> None:
+    """Cache reads and writes by key, as the API does them."""
+    commands = [("CLIENT", "SETNAME", API_APP)]
+    for n in range(1, calls + 1):
+        commands += [("GET", f"erpgo:cache:product:{n}"), ("SET", f"erpgo:session:{n}", "x")]
+    redis_admin(server, *commands)
+
+
+def redis_debug_settings(server_major: tuple[int, ...]) -> dict[str, str]:
+    """Settings that allow DEBUG SLEEP from local clients (7.0 turned DEBUG off by default)."""
+    return {"enable-debug-command": "local"} if server_major >= (7, 0) else {}
+
+
+def redis_key_scan(server: Server, calls: int = 3) -> None:
+    """The incident: code that lists cache keys with KEYS, blocking Redis while it runs."""
+    commands = [("CLIENT", "SETNAME", BATCH_APP)]
+    commands += [("KEYS", SLOW_REDIS_PATTERN)] * calls
+    redis_admin(server, *commands)
+
+
+def redis_stall(server: Server) -> None:
+    """A command that blocks Redis for SLEEP_SECONDS, whatever the machine's speed.
+
+    How long KEYS takes depends on the machine; ``DEBUG SLEEP`` from the same client
+    stands for the worst of such calls, so that the latency monitor (threshold 100 ms)
+    records a spike on any machine.
+    """
+    redis_admin(server, ("CLIENT", "SETNAME", BATCH_APP), ("DEBUG", "SLEEP", SLEEP_SECONDS))

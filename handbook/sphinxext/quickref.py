@@ -1,0 +1,104 @@
+"""``{quick-reference}``: each alert, its severity, its runbook and the first diagnostic to run.
+
+Everything comes from elsewhere: the alert and severity from the rules file, the
+runbook from the page that declares ``{alert} Name``, and the first diagnostic
+from the first snippet that runbook shows. The diagnostic cell is filled once
+every page has been read, because it depends on another page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from handbook import snippet as snippets
+from handbook.sphinxext.alerts import load, table
+from handbook.sphinxext.snippets import LANGUAGES, project_root
+
+logger = logging.getLogger(__name__)
+
+
+class first_diagnostic(nodes.General, nodes.Element):
+    """Placeholder for the first snippet of the runbook of ``alert``."""
+
+
+def runbook_ref(anchor: str) -> addnodes.pending_xref:
+    ref = addnodes.pending_xref(
+        "", refdomain="std", reftype="ref", reftarget=anchor, refexplicit=False
+    )
+    ref += nodes.inline(text=anchor)
+    return ref
+
+
+class QuickReferenceDirective(SphinxDirective):
+    """A table of the alerts, then each alert's first diagnostic, ready to copy."""
+
+    def run(self) -> list[nodes.Node]:
+        rows, details = [], []
+        for alert in load(self.env).values():
+            try:
+                _, anchor = alert.runbook_target()
+            except ValueError:
+                anchor = ""  # reported by the alert contract check
+            row = nodes.row()
+            for content in (
+                nodes.literal(text=alert.name),
+                nodes.Text(alert.severity),
+                runbook_ref(anchor),
+            ):
+                row += nodes.entry("", nodes.paragraph("", "", content))
+            rows.append(row)
+            title = nodes.paragraph(
+                "",
+                "",
+                nodes.strong("", "", nodes.literal(text=alert.name)),
+                nodes.Text(f" ({alert.severity}), runbook: "),
+                runbook_ref(anchor),
+            )
+            placeholder = first_diagnostic(alert=alert.name)
+            self.set_source_info(placeholder)
+            details.append(nodes.container("", title, placeholder, classes=["handbook-quickref"]))
+        header = ["Alert", "Severity", "Runbook"]
+        return [table([40, 15, 45], header, rows), *details]
+
+
+def fill(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    env = app.env
+    root = project_root(app)
+    runbook_of = {name: doc for doc, names in env.handbook_runbooks.items() for name in names}
+    for node in list(doctree.findall(first_diagnostic)):
+        alert = node["alert"]
+        shown = env.handbook_snippet_order.get(runbook_of.get(alert, ""), [])
+        if not shown:
+            logger.warning(
+                f"alert {alert}: its runbook shows no snippet, so the quick reference has no "
+                "first diagnostic: include the first investigation command with {snippet}",
+                location=node,
+                type="handbook",
+                subtype="quickref",
+            )
+            node.replace_self(nodes.paragraph(text="First diagnostic: none"))
+            continue
+        snippet = snippets.parse(root / shown[0], root)
+        body = snippet.body().rstrip("\n")
+        code = nodes.literal_block(body, body, language=LANGUAGES[snippet.kind])
+        code["source"] = str(Path(root / shown[0]))  # a tested file from snippets/
+        intro = nodes.paragraph(
+            "",
+            "",
+            nodes.Text(f"First diagnostic: {snippet.title} ("),
+            nodes.literal(text=shown[0].removeprefix("snippets/")),
+            nodes.Text(")"),
+        )
+        node.replace_self([intro, code])
+
+
+def setup(app: Sphinx) -> None:
+    app.add_node(first_diagnostic)
+    app.add_directive("quick-reference", QuickReferenceDirective)
+    app.connect("doctree-resolved", fill)

@@ -1,0 +1,98 @@
+"""``{requirement-trace}``: each requirement of the seed with the tests that prove it.
+
+The tests are found by reading their ``covers`` markers (handbook.requirements),
+and their outcome comes from the last test run's ``build/verification.json``.
+A requirement no test proves is shown as open; nothing is ticked by hand.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from docutils import nodes
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from handbook import report as verification
+from handbook import requirements
+from handbook.sphinxext.alerts import table
+from handbook.sphinxext.snippets import project_root
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_TEXT = {"passed": "passed", "failed": "FAILED", "skipped": "skipped"}
+
+
+def status(proofs: list[requirements.Proof], outcomes: dict[str, str], provable: bool) -> str:
+    if not provable:
+        return "Open: a team activity, not something a test can prove"
+    if not proofs:
+        return "Open: no test proves it yet"
+    seen = [outcomes.get(f"{p.path}::{p.test}") for p in proofs]
+    if "failed" in seen:
+        return "Failing in the last test run"
+    if all(s == "passed" for s in seen):
+        return f"Proven: {len(proofs)} tests passed in the last test run"
+    if any(s == "passed" for s in seen):
+        passed = sum(s == "passed" for s in seen)
+        return f"Partly run: {passed} of {len(proofs)} tests passed in the last test run"
+    return f"Not run in this build: {len(proofs)} tests prove it (run tox, then build)"
+
+
+def by_file(proofs: list[requirements.Proof]) -> dict[str, list[requirements.Proof]]:
+    grouped: dict[str, list[requirements.Proof]] = {}
+    for proof in proofs:
+        grouped.setdefault(proof.path, []).append(proof)
+    return grouped
+
+
+class RequirementTraceDirective(SphinxDirective):
+    option_spec: ClassVar = {"only": lambda value: value.split()}
+
+    def run(self) -> list[nodes.Node]:
+        root = project_root(self.env.app)
+        tests = root / "tests"
+        for path in tests.rglob("test_*.py"):
+            self.env.note_dependency(str(path))
+        try:
+            proofs = requirements.trace(tests, root)
+        except requirements.UnknownRequirement as exc:
+            logger.warning(str(exc), location=self.get_location(), type="handbook")
+            proofs = []
+        data = verification.load(root / "build" / "verification.json")
+        outcomes = data.get("proofs", {})
+        wanted = self.options.get("only")
+        rows = []
+        for req in requirements.REQUIREMENTS:
+            if wanted and not any(req.id.startswith(prefix) for prefix in wanted):
+                continue
+            mine = [p for p in proofs if p.requirement == req.id]
+            tests_cell = nodes.bullet_list()
+            for path, group in by_file(mine).items():
+                seen = [outcomes.get(f"{p.path}::{p.test}", "not run") for p in group]
+                counts = ", ".join(
+                    f"{seen.count(o)} {OUTCOME_TEXT.get(o, o)}"
+                    for o in ("passed", "failed", "skipped", "not run")
+                    if o in seen
+                )
+                item = nodes.paragraph(
+                    "",
+                    "",
+                    nodes.literal(text=path),
+                    nodes.Text(f": {len(group)} test{'s' if len(group) != 1 else ''} ({counts})"),
+                )
+                tests_cell += nodes.list_item("", item)
+            row = nodes.row()
+            row += nodes.entry(
+                "",
+                nodes.paragraph("", "", nodes.strong(text=f"{req.id} {req.title}")),
+                nodes.paragraph(text=req.scope),
+            )
+            row += nodes.entry("", nodes.paragraph(text=status(mine, outcomes, req.provable)))
+            row += nodes.entry("", tests_cell if mine else nodes.paragraph(text="-"))
+            rows.append(row)
+        return [table([34, 22, 44], ["Requirement", "Status", "Proven by"], rows)]
+
+
+def setup(app) -> None:
+    app.add_directive("requirement-trace", RequirementTraceDirective)

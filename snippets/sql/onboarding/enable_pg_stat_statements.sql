@@ -1,0 +1,6 @@
+-- Enable the query statistics the runbooks read, in the database you are connected to
+-- page: onboarding/troubleshooting.md
+-- mode: writes
+-- extension: pg_stat_statements
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+SELECT count(*) >= 0 AS pg_stat_statements_ready FROM pg_stat_statements;

@@ -1,0 +1,17 @@
+"""Fixtures several test modules share: the real site, built once per test run."""
+
+from pathlib import Path
+
+import pytest
+
+from handbook.paths import ROOT
+from handbook.site import build
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> Path:
+    """The handbook's HTML site, built from the working tree."""
+    out = tmp_path_factory.mktemp("site")
+    result = build(ROOT, out)
+    assert result.returncode == 0, f"the site does not build (tox -e docs):\n{result.stderr}"
+    return out

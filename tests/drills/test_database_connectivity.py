@@ -1,0 +1,195 @@
+"""Drill: the database connectivity runbook, on dedicated PostgreSQL servers per version.
+
+The server is stopped the way a crash stops it; the readiness check must say so with
+pg_isready's documented exit code; the connection diagnosis must tell a down server
+from a refused login, from a full server and from a missing database; the recovery
+procedure must bring the server back with every row; a backup taken with the page's
+pg_dump script and restored with its pg_restore script must hold every row. Each run
+starts with the same scripts on the healthy server: no verdict, no failure there.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import handbook.pytest_plugin
+from handbook import seed
+from handbook.databases import TEMPLATE, Databases, psql
+from handbook.drills import connectivity as drill
+from handbook.drills import pool
+from handbook.pytest_plugin import unavailable
+from handbook.runners import shell, sql
+
+# What these tests prove (handbook/requirements.py; implementation summary)
+pytestmark = [
+    pytest.mark.covers("20.2"),
+    pytest.mark.covers("next:drill"),
+    pytest.mark.covers("next:automate"),
+]
+
+READINESS = pool.snippet("shell/connectivity/readiness.sh")
+DIAGNOSE = pool.snippet("shell/connectivity/diagnose_connection.sh")
+NETWORK = pool.snippet("shell/connectivity/network_check.sh")
+DISK = pool.snippet("shell/connectivity/disk_space.sh")
+DISK_USAGE = pool.snippet("sql/connectivity/disk_usage.sql")
+RECOVER = pool.snippet("shell/connectivity/recover_server.sh")
+BACKUP = pool.snippet("shell/connectivity/backup_database.sh")
+RESTORE = pool.snippet("shell/connectivity/restore_backup.sh")
+
+
+def run(snippet, srv, env):
+    return shell.run(snippet, env, srv.describe())
+
+
+def local_only(srv):
+    if srv.provider != "local":
+        reason = f"this drill stops and starts the server's own processes: {srv.label} is not local"
+        unavailable(reason)
+
+
+def expect(outcome, code, snippet, phrase):
+    """The script exited with ``code`` (documented on the page) and printed ``phrase``."""
+    got = drill.exit_code(outcome)
+    assert got == code and phrase in outcome.output, (
+        f"{snippet.name}: expected exit {code} and {phrase!r}, got exit {got}:\n{outcome.output}"
+    )
+
+
+@pytest.mark.drill
+def test_stopped_server_is_reported_and_recovered(pg_server, request):
+    pool_ = request.config.stash[handbook.pytest_plugin.POOL]
+    local_only(pg_server)
+    srv = pool_.start_private(pg_server.label)
+    try:
+        Databases().ensure(srv)
+        admin = srv.env("admin") | {"PGDATABASE": "erpgo"}
+        monitor = srv.env("monitor") | {"PGDATABASE": "erpgo"}
+        rows_before = seed.checksums(admin)
+
+        # Healthy baseline: every check passes and none names a cause.
+        checks = (READINESS, DIAGNOSE, NETWORK, DISK)
+        baseline = {s.name: run(s, srv, monitor) for s in checks}
+        for name, outcome in baseline.items():
+            assert outcome.ok, f"baseline: {outcome.message}\n{outcome.output}"
+            assert not drill.verdict(outcome), f"{name}: baseline verdict"
+        assert "accepting connections" in baseline[READINESS.name].output
+        assert "connected to erpgo" in baseline[DIAGNOSE.name].output
+        assert "accepts connections" in baseline[NETWORK.name].output
+        assert "Filesystem" in baseline[DISK.name].output
+        usage = pool.require(sql.run(DISK_USAGE, srv, monitor), DISK_USAGE.name)
+        sizes = pool.psql_tables(usage)[0]
+        assert "erpgo" in {r["database"] for r in sizes}, usage
+
+        # The incident: the server goes away without a shutdown checkpoint.
+        drill.crash(srv)
+        expect(run(READINESS, srv, monitor), 2, READINESS, "no response")
+        down = run(DIAGNOSE, srv, monitor)
+        expect(down, 2, DIAGNOSE, "verdict: server down or unreachable")
+        expect(run(NETWORK, srv, monitor), 2, NETWORK, "refused or timed out")
+        # The disk check works without the server, given the data directory.
+        disk = run(DISK, srv, monitor | {"PGDATA": drill.datadir(srv)})
+        assert disk.ok and "Filesystem" in disk.output, f"{DISK.name}: {disk.message}"
+
+        # Recovery: the page's procedure starts it (crash recovery), then does nothing.
+        recovered = run(RECOVER, srv, admin | {"PGDATA": drill.datadir(srv)})
+        assert recovered.ok, f"{RECOVER.name}: {recovered.message}\n{recovered.output}"
+        assert "accepting connections" in recovered.output
+        assert run(READINESS, srv, monitor).ok
+        assert run(DIAGNOSE, srv, monitor).ok
+        again = run(RECOVER, srv, admin | {"PGDATA": drill.datadir(srv)})
+        assert again.ok and "nothing to start" in again.output, again.output
+        assert seed.checksums(admin) == rows_before, "rows changed across crash and recovery"
+    finally:
+        srv.stop()
+
+
+@pytest.mark.drill
+def test_refused_login_and_full_server_are_told_apart(pg_server, request):
+    pool_ = request.config.stash[handbook.pytest_plugin.POOL]
+    # 6 slots, 2 kept for superusers: the application roles can hold 4.
+    srv = pool_.start_private(
+        pg_server.label, {"max_connections": "6", "superuser_reserved_connections": "2"}
+    )
+    try:
+        pool.create_app_role(srv, database=None)
+        monitor = srv.env("monitor")
+        admin = srv.env("admin")
+
+        baseline = run(DIAGNOSE, srv, monitor)
+        assert baseline.ok and not drill.verdict(baseline), baseline.output
+
+        # A refused login: wrong password, unknown role. The server is up all along, and
+        # pg_isready (which does not log in) says so: the page warns about exactly that.
+        wrong = monitor | {"PGPASSWORD": "not-the-password"}
+        expect(run(DIAGNOSE, srv, wrong), 3, DIAGNOSE, "verdict: login refused")
+        expect(run(DIAGNOSE, srv, monitor | {"PGUSER": "erpgo_nobody"}), 3, DIAGNOSE,
+               "verdict: login refused")  # fmt: skip
+        assert run(READINESS, srv, wrong).ok
+        expect(run(DIAGNOSE, srv, monitor | {"PGDATABASE": "erpgo_missing"}), 6, DIAGNOSE,
+               "verdict: no such database")  # fmt: skip
+
+        # A full server: the application's role takes every slot it may have.
+        with pool.sessions(srv, database="postgres") as s:
+            for _ in range(4):
+                s.connect(pool.API)
+            full = run(DIAGNOSE, srv, monitor)
+            expect(full, 4, DIAGNOSE, "verdict: server full")
+            # A superuser still gets one of the reserved slots: how you investigate.
+            assert run(DIAGNOSE, srv, admin).ok
+            for _ in range(2):
+                s.connect("psql", user="postgres", password=admin["PGPASSWORD"])
+            expect(run(DIAGNOSE, srv, admin), 4, DIAGNOSE, "verdict: server full")
+            assert run(READINESS, srv, monitor).ok  # up, just full
+        assert run(DIAGNOSE, srv, monitor).ok
+    finally:
+        srv.stop()
+
+
+@pytest.mark.drill
+def test_backup_restores_every_row(pg_server, request, tmp_path):
+    databases = request.config.stash[handbook.pytest_plugin.DATABASES]
+    databases.ensure(pg_server)
+    name = f"drill_restore_{uuid.uuid4().hex[:10]}"
+    psql(pg_server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        admin = pg_server.env("admin") | {"PGDATABASE": name}
+        monitor = pg_server.env("monitor") | {"PGDATABASE": name}
+        rows_before = seed.checksums(admin)
+        assert run(DIAGNOSE, pg_server, monitor).ok
+
+        # The backup, as the read-only monitoring role.
+        backup = run(BACKUP, pg_server, monitor | {"BACKUP_DIR": str(tmp_path)})
+        assert backup.ok, f"{BACKUP.name}: {backup.message}\n{backup.output}"
+        (archive,) = tmp_path.glob(f"{name}-*.dump")
+        tables = psql(
+            pg_server,
+            "SELECT count(*) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            name,
+        )
+        assert f": {int(tables)} tables of data" in backup.output, backup.output
+
+        # The loss, and what the diagnosis says about it.
+        psql(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
+        expect(run(DIAGNOSE, pg_server, monitor), 6, DIAGNOSE, "verdict: no such database")
+
+        # The restore: every row back, counted by the script itself.
+        env = admin | {"BACKUP_FILE": str(archive), "RESTORE_DB": name}
+        restored = run(RESTORE, pg_server, env)
+        assert restored.ok, f"{RESTORE.name}: {restored.message}\n{restored.output}"
+        counted = {
+            r["table"].removeprefix("public."): int(r["rows"])
+            for r in pool.psql_tables(restored.output)[0]
+        }
+        expected = {t: int(v.split(":")[0]) for t, v in rows_before.items()}
+        assert {t: counted.get(t) for t in expected} == expected, restored.output
+        assert seed.checksums(admin) == rows_before, "the restored rows differ from the backup's"
+
+        # Never on top of data: a second restore into the same database refuses, unchanged.
+        twice = run(RESTORE, pg_server, env)
+        assert not twice.ok and "already exists" in twice.output, twice.output
+        assert seed.checksums(admin) == rows_before
+    finally:
+        psql(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

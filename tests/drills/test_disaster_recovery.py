@@ -1,0 +1,237 @@
+"""Drills: the disaster-recovery page's backups, restores and failovers, for real.
+
+On dedicated local servers of every PostgreSQL and Redis version found: WAL archiving,
+a base backup checked against its manifest and restored into a scratch server that
+must match the source table by table; point-in-time restores to a named restore point
+and to a time (every row committed before the target back, none after); promotion of
+a streaming standby after the primary dies (asynchronous with the standby cut off:
+the acknowledged commits it never received are lost, counted, more than none;
+synchronous with ``remote_apply``: none); a Sentinel failover of a killed Redis master.
+
+The tests assert rows, counts and roles, never times. The times are measured and
+written to ``build/dr-report.json`` (git-ignored), which the page renders beside the
+production RTO/RPO targets: so a ``tox`` run before ``tox -e docs`` fills the page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from handbook import dr
+from handbook.drills import recovery
+from handbook.pytest_plugin import unavailable
+from handbook.servers import ServerPool
+from handbook.servers.base import ServerUnavailable
+from handbook.site import build
+
+# What these tests prove (handbook/requirements.py; implementation summary)
+pytestmark = [pytest.mark.covers("20.4"), pytest.mark.covers("next:drill")]
+
+# Drills run pg_basebackup and pg_ctl on the servers' data directories: local binaries
+# only, whatever --pg/--redis chose for the snippets (Docker and external servers cannot).
+LOCAL = ServerPool(pg="local", redis="local", reap=False)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``pg_label`` / ``redis_label``: every local server version (each drill starts
+    dedicated servers of that version, so no shared server is needed)."""
+    for kind in ("pg", "redis"):
+        if f"{kind}_label" in metafunc.fixturenames:
+            labels = LOCAL.labels(kind, required=False)
+            metafunc.parametrize(f"{kind}_label", labels or [f"no-{kind}"])
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """Drills that passed; their figures go to build/dr-report.json after the module."""
+    passed: list[recovery.Drill] = []
+    yield passed
+    if passed:
+        dr.record(passed, dr.TEST_COMMAND)
+
+
+def run(label: str, drill, *args) -> list[recovery.Drill]:
+    if label.startswith("no-"):
+        unavailable(
+            f"no local {label[3:]} server: install one (.ci/run does), or name it in "
+            "HANDBOOK_PG_BINDIRS / HANDBOOK_REDIS_SERVERS"
+        )
+    try:
+        result = drill(LOCAL, label, *args)
+    except ServerUnavailable as exc:
+        unavailable(str(exc))
+    return result if isinstance(result, list) else [result]
+
+
+def check(drills: list[recovery.Drill], measured: list[recovery.Drill]) -> None:
+    found = [problem for drill in drills for problem in recovery.problems(drill)]
+    assert not found, "\n".join(found)
+    measured.extend(drills)
+
+
+@pytest.mark.drill
+def test_backup_verifies_and_restores_to_a_point_in_time(pg_label, measured):
+    drills = {d.name: d for d in run(pg_label, recovery.backup_and_pitr)}
+    verification, by_name, by_time = (
+        drills["backup-verification"],
+        drills["pitr-name"],
+        drills["pitr-time"],
+    )
+    # The scratch restore holds exactly what the source held when the backup was taken.
+    assert verification.checked["tables_match"], verification.checked
+    # Committed after the restore point / after the target time: gone. Before: all back.
+    assert "3-after-name" not in by_name.checked["restored"], by_name.checked
+    assert by_name.checked["restored"]["2-before-name"] == 10, by_name.checked
+    assert "2-before-name" not in by_time.checked["restored"], by_time.checked
+    assert by_time.checked["restored"]["1-before-time"] == 10, by_time.checked
+    check(list(drills.values()), measured)
+
+
+@pytest.mark.drill
+def test_async_promotion_loses_the_commits_the_standby_never_got(pg_label, measured):
+    (drill,) = run(pg_label, recovery.promotion, False)
+    during = drill.checked["acknowledged"]["2-during-the-fault"]
+    assert during > 0, f"no commit was acknowledged while the standby was cut off: {drill.checked}"
+    assert drill.checked["lost"] == during, drill.checked
+    check([drill], measured)
+
+
+@pytest.mark.drill
+def test_sync_promotion_loses_no_acknowledged_commit(pg_label, measured):
+    (drill,) = run(pg_label, recovery.promotion, True)
+    assert drill.checked["lost"] == 0, drill.checked
+    assert drill.checked["writes_accepted"], drill.checked
+    check([drill], measured)
+
+
+@pytest.mark.drill
+def test_sentinel_promotes_the_replica_when_the_master_dies(redis_label, measured):
+    (drill,) = run(redis_label, recovery.sentinel_failover)
+    assert drill.checked["keys_kept"] == 100, drill.checked
+    check([drill], measured)
+
+
+def test_every_objective_names_drills_that_exist_and_figures_they_measure():
+    """The page's table cannot point at a drill or a figure nobody measures."""
+    names = {"backup-verification", "pitr-name", "pitr-time"}
+    names |= {"promotion-async", "promotion-sync", "sentinel-failover"}
+    for objective in dr.OBJECTIVES:
+        unknown = set(objective.drills) - names
+        assert not unknown, f"handbook/dr.py: {objective.anchor} names unknown drills {unknown}"
+    assert set(dr.FIGURES) == names, "handbook/dr.py: FIGURES must describe every drill"
+
+
+def test_report_keeps_other_entries_and_names_the_machine_not_the_host(tmp_path):
+    path = tmp_path / "dr-report.json"
+    first = recovery.Drill("pitr-name", "pg15", "PostgreSQL 15.20", measured={"restore_seconds": 2})
+    second = recovery.Drill("pitr-name", "pg18", "PostgreSQL 18.6", measured={"restore_seconds": 1})
+    dr.record([first], "one", path)
+    dr.record([second], "two", path)
+    entries = dr.load(path)["entries"]
+    assert set(entries) == {"pitr-name[pg15]", "pitr-name[pg18]"}
+    assert entries["pitr-name[pg15]"]["command"] == "one"
+    text = path.read_text()
+    assert os.uname().nodename not in text, "the report must not carry the hostname"
+    assert dr.describe(entries["pitr-name[pg18]"]) == "restored and writable in 1.0 s"
+
+
+def build_page(tmp_path, report: dict | None):
+    """A one-page site showing {recovery-objectives}, with or without a drill report."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "conf.py").write_text(
+        'extensions = ["myst_parser", "handbook.sphinxext"]\nsource_suffix = {".md": "markdown"}\n'
+    )
+    (docs / "index.md").write_text("# DR\n\n```{recovery-objectives}\n```\n")
+    if report is not None:
+        (tmp_path / "build").mkdir()
+        (tmp_path / "build" / "dr-report.json").write_text(json.dumps(report))
+    result = build(tmp_path, tmp_path / "out")
+    assert result.returncode == 0, f"the page does not build:\n{result.stderr}"
+    return (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+
+
+def test_page_without_a_report_builds_and_says_how_to_fill_it(tmp_path):
+    html = build_page(tmp_path, None)
+    assert "No drill report in this build" in html
+    assert dr.COMMAND in html
+    for objective in dr.OBJECTIVES:
+        assert objective.rto.split(" (")[0] in html, f"target of {objective.anchor} not shown"
+
+
+def test_page_renders_measured_figures_with_machine_date_and_command(tmp_path):
+    drill = recovery.Drill(
+        "promotion-async",
+        "pg15",
+        "PostgreSQL 15.20",
+        measured={"promote_to_write_seconds": 0.25, "transactions_lost": 25},
+    )
+    report = {"entries": {"promotion-async[pg15]": dr.entry(drill, dr.COMMAND)}}
+    html = build_page(tmp_path, report)
+    assert "pg_promote() to first write 250 ms, acknowledged commits lost 25" in html
+    assert f"{dr.machine()['cores']} cores" in html
+    assert report["entries"]["promotion-async[pg15]"]["when"] in html
+    assert "No drill report" not in html
+
+
+STATUS = " {col} \n---\n {value}\n(1 row)\n"
+
+
+def promotion_outcome(name: str, lost: int, during: int) -> recovery.Drill:
+    return recovery.Drill(
+        name,
+        "pg15",
+        "PostgreSQL 15.20",
+        checked={
+            "replication_status": STATUS.format(
+                col="sync_state", value="sync" if name == "promotion-sync" else "async"
+            ),
+            "standby_status": STATUS.format(col="in_recovery", value="t"),
+            "promote_output": STATUS.format(col="promoted", value="t"),
+            "in_recovery_after": "f",
+            "writes_accepted": True,
+            "acknowledged": {"1-replicated": 20, "2-during-the-fault": during},
+            "lost": lost,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "lost", "during", "complaint"),
+    [
+        ("promotion-async", 0, 25, "asynchronous replication lost 0 commits"),
+        ("promotion-async", 0, 0, "and more than none"),
+        ("promotion-sync", 3, 0, "synchronous replication lost 3 acknowledged commits"),
+        ("promotion-sync", 0, 0, None),
+        ("promotion-async", 25, 25, None),
+    ],
+)
+def test_promotion_checks_fail_on_the_wrong_loss(name, lost, during, complaint):
+    """The checks the drills rely on do fail when the outcome is wrong."""
+    found = recovery.problems(promotion_outcome(name, lost, during))
+    if complaint is None:
+        assert found == []
+    else:
+        assert any(complaint in problem for problem in found), found
+
+
+def test_pitr_check_fails_when_a_row_after_the_target_comes_back():
+    committed = {"0-in-backup": 1000, "1-before-time": 10, "2-before-name": 10, "3-after-name": 10}
+    drill = recovery.Drill(
+        "pitr-name",
+        "pg15",
+        "PostgreSQL 15.20",
+        checked={
+            "target": recovery.RESTORE_POINT,
+            "committed": committed,
+            "restored": committed,  # the rows committed after the restore point came back
+            "promoted": True,
+            "archiver_failures": 0,
+        },
+    )
+    (problem,) = recovery.problems(drill)
+    assert "pitr-name on pg15: restoring to 'erpgo-before-release'" in problem
+    assert "none after" in problem

@@ -1,0 +1,75 @@
+"""Drill: the high-error-rate runbook's database step (docs/runbooks/high-error-rate.md).
+
+On a dedicated server, healthy traffic runs throughout; serialization failures and then
+deadlocks are produced on top of it. The runbook's transaction-failures snippet, run as
+the monitoring role while each workload runs, must show no rollbacks for healthy
+traffic, rollbacks without deadlocks for serialization failures, and deadlocks for
+deadlocks: the counters that tell the two database causes of 5xx apart without the
+server log.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import handbook.pytest_plugin
+from handbook.drills import errors as drill
+from handbook.drills import latency
+
+# What these tests prove (handbook/requirements.py; implementation summary)
+pytestmark = [pytest.mark.covers("20.2"), pytest.mark.covers("next:drill")]
+
+FAILURES = "sql/errors/transaction_failures.sql"
+DATABASE = "erpgo"
+
+
+@pytest.fixture
+def pg(request, pg_server):
+    """A dedicated server (deadlocks detected after 100 ms) with the reference schema."""
+    pool = request.config.stash[handbook.pytest_plugin.POOL]
+    server = pool.start_private(pg_server.label, {"deadlock_timeout": "100ms"})
+    try:
+        admin = drill.create_database(server, DATABASE)
+        monitor = server.env("monitor") | {"PGDATABASE": DATABASE}
+        yield server, admin, monitor
+    finally:
+        server.stop()
+
+
+def window(server, monitor) -> dict[str, int]:
+    """Run the runbook's snippet (a 3 s sample) and return the drill database's counters."""
+    return drill.database_row(latency.run(FAILURES, server, monitor), DATABASE)
+
+
+@pytest.mark.drill
+def test_transaction_failures_tell_deadlocks_from_serialization_failures(pg):
+    server, admin, monitor = pg
+    with drill.running(server, admin, "healthy"):
+        baseline = window(server, monitor)
+        with drill.running(server, admin, "serialization") as serialization:
+            during_serialization = window(server, monitor)
+        with drill.running(server, admin, "deadlocks") as deadlocks:
+            during_deadlocks = window(server, monitor)
+
+    where = f"snippets/{FAILURES}"
+    assert baseline["commits"] > 0, f"{where}: healthy commits not counted: {baseline}"
+    assert baseline["rollbacks"] == 0 and baseline["deadlocks"] == 0, (
+        f"{where}: failures reported while only healthy traffic ran: {baseline}"
+    )
+
+    assert serialization.failures["40001"] > 0, "the drill produced no serialization failure"
+    assert during_serialization["rollbacks"] > 0, (
+        f"{where}: serialization failures ({serialization.failures}) not seen as rollbacks: "
+        f"{during_serialization}"
+    )
+    assert during_serialization["deadlocks"] == 0, (
+        f"{where}: deadlocks reported for serialization failures: {during_serialization}"
+    )
+
+    assert deadlocks.failures["40P01"] > 0, "the drill produced no deadlock"
+    assert during_deadlocks["deadlocks"] > 0 and during_deadlocks["rollbacks"] > 0, (
+        f"{where}: deadlocks ({deadlocks.failures}) not shown: {during_deadlocks}"
+    )
+    assert during_deadlocks["deadlocks"] <= deadlocks.failures["40P01"], (
+        f"{where}: more deadlocks counted than happened: {during_deadlocks}"
+    )
