@@ -8,6 +8,7 @@ the documented codes of ``diagnose_connection.sh`` and ``network_check.sh``) and
 
 from __future__ import annotations
 
+import os
 import re
 
 from handbook.runners import Outcome
@@ -35,6 +36,18 @@ def verdict(outcome: Outcome) -> str:
 def datadir(server: Server) -> str:
     """The data directory of a local server (where the runbook's PGDATA points)."""
     return str(server.handle.datadir)
+
+
+def host_env(server: Server, env: dict[str, str]) -> dict[str, str]:
+    """``env`` as on the database host: PGDATA set, the server's own programs first on PATH.
+
+    The harness may run a server from a copy of its install that the server's account
+    can read (the original can sit where only root may enter, such as tox's directory);
+    commands that start the server must use the programs it runs from.
+    """
+    runtime = server.handle.runtime
+    path = f"{runtime.bindir}{os.pathsep}{env.get('PATH', os.defpath)}"
+    return env | runtime.env | {"PGDATA": datadir(server), "PATH": path}
 
 
 def crash(server: Server) -> None:

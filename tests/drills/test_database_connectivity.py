@@ -93,12 +93,12 @@ def test_stopped_server_is_reported_and_recovered(pg_server, request):
         assert disk.ok and "Filesystem" in disk.output, f"{DISK.name}: {disk.message}"
 
         # Recovery: the page's procedure starts it (crash recovery), then does nothing.
-        recovered = run(RECOVER, srv, admin | {"PGDATA": drill.datadir(srv)})
+        recovered = run(RECOVER, srv, drill.host_env(srv, admin))
         assert recovered.ok, f"{RECOVER.name}: {recovered.message}\n{recovered.output}"
         assert "accepting connections" in recovered.output
         assert run(READINESS, srv, monitor).ok
         assert run(DIAGNOSE, srv, monitor).ok
-        again = run(RECOVER, srv, admin | {"PGDATA": drill.datadir(srv)})
+        again = run(RECOVER, srv, drill.host_env(srv, admin))
         assert again.ok and "nothing to start" in again.output, again.output
         assert seed.checksums(admin) == rows_before, "rows changed across crash and recovery"
     finally:
