@@ -12,6 +12,7 @@ Every snippet must be shown by the page its ``page:`` header names, and by no ot
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from docutils import nodes
@@ -28,11 +29,19 @@ from handbook.sphinxext import docstore
 logger = logging.getLogger(__name__)
 
 LANGUAGES = {"sql": "sql", "shell": "bash", "redis": "text", "promql": "text"}
+PSQL_COMMAND = re.compile(r"(?:^|\s)\\[a-z]+\b", re.MULTILINE)  # \gset, \if, \gexec...
 PROVIDERS = {"local": "local", "docker": "Docker", "external": "external"}
 
 
 def project_root(app: Sphinx) -> Path:
     return Path(app.confdir).resolve().parent
+
+
+def language_of(snippet: snippets.Snippet) -> str:
+    """The lexer: SQL with psql meta-commands (``\\if``, ``\\gexec``) needs the psql one."""
+    if snippet.kind == "sql" and PSQL_COMMAND.search(snippet.body()):
+        return "psql"
+    return LANGUAGES[snippet.kind]
 
 
 def verification_note(snippet: snippets.Snippet, data: dict) -> str:
@@ -106,7 +115,7 @@ class SnippetDirective(LiteralInclude):
         docdir = Path(env.doc2path(env.docname)).parent
         self.arguments[0] = os.path.relpath(path, docdir)
         self.options.setdefault("lines", f"{snippet.body_start}-")
-        self.options.setdefault("language", LANGUAGES[snippet.kind])
+        self.options.setdefault("language", language_of(snippet))
         self.options.setdefault("caption", snippet.title)
         env.note_dependency(str(path))
         result = super().run()
