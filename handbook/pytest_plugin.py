@@ -31,6 +31,7 @@ POOL = pytest.StashKey[ServerPool]()
 REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
 CHOICES = ("auto", "local", "docker", "external")
+PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -86,8 +87,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if item.get_closest_marker("covers") is not None and (call.when == "call" or result.failed):
         proofs = item.config.stash[REPORT].proofs
         key = f"{rel(item.path, item.config.rootpath)}::{getattr(item, 'originalname', item.name)}"
-        if proofs.get(key) != "failed":  # one failing parameter fails the proof
-            proofs[key] = "failed" if result.failed else result.outcome
+        outcome = "failed" if result.failed else result.outcome
+        # One failing parameter fails the proof; one passing one beats a skip elsewhere.
+        if PROOF_RANK[outcome] > PROOF_RANK.get(proofs.get(key, ""), -1):
+            proofs[key] = outcome
     return result
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from handbook import alerts
+from handbook.metrics import load_metric_catalogue
 from handbook.paths import ROOT
 from handbook.site import build
 
@@ -112,3 +113,25 @@ def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path)
     assert any(note.startswith("Ran on PostgreSQL ") for note in notes), notes
     # Snippets that did not run in that test run say so rather than claim anything.
     assert any(note.startswith("Not verified in this build") for note in notes), notes
+
+
+def test_no_code_block_hides_lines_from_the_copy_button(site):
+    """Every block is a file to run whole: a prompt or output span would be left out of a copy.
+
+    The copy button skips what the lexer marks as a prompt (``.gp``) or program output
+    (``.go``); the psql lexer, for one, can take a SQL file for a session transcript.
+    """
+    hidden = []
+    for page in sorted(site.rglob("*.html")):
+        html = page.read_text(encoding="utf-8")
+        for match in re.finditer(r'<span class="(gp|go)">([^<]*)', html):
+            hidden.append(f"{page.relative_to(site)}: .{match[1]} {match[2][:60]!r}")
+    assert not hidden, "lines the copy button would leave out:\n" + "\n".join(hidden[:20])
+
+
+def test_metrics_reference_is_generated_from_the_catalogue(site):
+    html = (site / "reference" / "alerts.html").read_text(encoding="utf-8")
+    catalogue = load_metric_catalogue()
+    missing = [name for name in catalogue.metrics if f'<span class="pre">{name}</span>' not in html]
+    assert catalogue.metrics and not missing, f"reference/alerts.html lacks {missing}"
+    assert f"conf/metrics/erpgo.yml: {len(catalogue.metrics)} metrics" in html

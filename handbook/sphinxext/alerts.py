@@ -23,7 +23,9 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from handbook import alerts as rules
+from handbook import metrics
 from handbook.paths import rel
+from handbook.yamlfile import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,38 @@ class AlertTableDirective(SphinxDirective):
         return [table([25, 10, 35, 8, 22], header, rows)]
 
 
+class MetricCatalogueDirective(SphinxDirective):
+    """``{metric-catalogue}``: ERPGo's own metrics from ``conf/metrics/erpgo.yml``."""
+
+    def run(self) -> list[nodes.Node]:
+        path = project_root(self.env.app) / "conf" / "metrics" / "erpgo.yml"
+        self.env.note_dependency(str(path))
+        try:
+            catalogue = metrics.load_metric_catalogue(path)
+        except ConfigError as exc:  # names file:line; a warning fails the -W build
+            logger.warning(str(exc), location=self.get_location(), type="handbook")
+            return []
+        rows = []
+        for metric in catalogue.metrics.values():
+            labels = nodes.bullet_list()
+            for label, meaning in {**metric.labels, **catalogue.common_labels}.items():
+                labels += nodes.list_item(
+                    "",
+                    nodes.paragraph("", "", nodes.literal(text=label), nodes.Text(f": {meaning}")),
+                )
+            kind = metric.type + (f" ({metric.unit})" if metric.unit else "")
+            row = nodes.row()
+            row += nodes.entry("", nodes.paragraph("", "", nodes.literal(text=metric.name)))
+            row += nodes.entry("", nodes.paragraph(text=kind))
+            row += nodes.entry("", nodes.paragraph(text=metric.help), labels)
+            rows.append(row)
+        note = nodes.paragraph(
+            text=f"Generated from conf/metrics/erpgo.yml: {len(rows)} metrics. Every series also "
+            "carries the scrape labels " + ", ".join(sorted(catalogue.target_labels)) + "."
+        )
+        return [table([30, 14, 56], ["Metric", "Type", "Meaning and labels"], rows), note]
+
+
 def check_contract(app: Sphinx, env: BuildEnvironment) -> None:
     """No alert without a runbook page, and each alert's link names that page."""
     served = {name: doc for doc, names in env.handbook_runbooks.items() for name in names}
@@ -190,5 +224,6 @@ def check_built_anchors(app: Sphinx, exception: Exception | None) -> None:
 def setup(app: Sphinx) -> None:
     app.add_directive("alert", AlertDirective)
     app.add_directive("alert-table", AlertTableDirective)
+    app.add_directive("metric-catalogue", MetricCatalogueDirective)
     app.connect("env-check-consistency", check_contract)
     app.connect("build-finished", check_built_anchors)

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 
 from docutils import nodes
+from pygments.lexers import get_lexer_by_name
+from pygments.token import Error, Generic
 from sphinx.application import Sphinx
 from sphinx.directives.code import LiteralInclude
 from sphinx.environment import BuildEnvironment
@@ -38,8 +40,17 @@ def project_root(app: Sphinx) -> Path:
 
 
 def language_of(snippet: snippets.Snippet) -> str:
-    """The lexer: SQL with psql meta-commands (``\\if``, ``\\gexec``) needs the psql one."""
+    """The lexer for a snippet's body.
+
+    SQL with psql meta-commands (``\\if``, ``\\gset``) breaks the SQL lexer; the psql
+    lexer reads them, but it takes some files for a session transcript and marks
+    their lines as program output, which the copy button leaves out. Such a file is
+    shown plain rather than half copyable.
+    """
     if snippet.kind == "sql" and PSQL_COMMAND.search(snippet.body()):
+        tokens = get_lexer_by_name("psql").get_tokens(snippet.body())
+        if any(kind in Generic.Output or kind in Error for kind, _ in tokens):
+            return "text"
         return "psql"
     return LANGUAGES[snippet.kind]
 
@@ -73,6 +84,8 @@ def verification_note(snippet: snippets.Snippet, data: dict) -> str:
             if passed
             else ""
         )
+    elif passed and snippet.path.parent.name == "migrations":
+        parts.append("Applied, rolled back and applied again on " + "; ".join(passed) + ".")
     elif passed:
         parts.append("Ran on " + "; ".join(passed) + ".")
     if failed:
@@ -119,7 +132,9 @@ class SnippetDirective(LiteralInclude):
         self.options.setdefault("caption", snippet.title)
         env.note_dependency(str(path))
         result = super().run()
-        data = verification.load(root / "build" / "verification.json")
+        report = root / "build" / "verification.json"
+        self.env.note_dependency(str(report))  # a new test run re-renders the notes
+        data = verification.load(report)
         note = nodes.paragraph(classes=["handbook-verification"])
         note += nodes.emphasis(text=verification_note(snippet, data))
         return [*result, note]
