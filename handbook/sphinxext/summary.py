@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 OUTCOME_TEXT = {"passed": "passed", "failed": "FAILED", "skipped": "skipped"}
 
 
+def n_tests(count: int) -> str:
+    return f"{count} test" if count == 1 else f"{count} tests"
+
+
 def status(proofs: list[requirements.Proof], outcomes: dict[str, str], provable: bool) -> str:
     if not provable:
         return "Open: a team activity, not something a test can prove"
@@ -32,11 +36,11 @@ def status(proofs: list[requirements.Proof], outcomes: dict[str, str], provable:
     if "failed" in seen:
         return "Failing in the last test run"
     if all(s == "passed" for s in seen):
-        return f"Proven: {len(proofs)} tests passed in the last test run"
+        return f"Proven: {n_tests(len(proofs))} passed in the last test run"
     if any(s == "passed" for s in seen):
         passed = sum(s == "passed" for s in seen)
         return f"Partly run: {passed} of {len(proofs)} tests passed in the last test run"
-    return f"Not run in this build: {len(proofs)} tests prove it (run tox, then build)"
+    return f"Not run in this build: {n_tests(len(proofs))} prove it (run tox, then build)"
 
 
 def by_file(proofs: list[requirements.Proof]) -> dict[str, list[requirements.Proof]]:
@@ -81,7 +85,7 @@ class RequirementTraceDirective(SphinxDirective):
                     "",
                     "",
                     nodes.literal(text=path),
-                    nodes.Text(f": {len(group)} test{'s' if len(group) != 1 else ''} ({counts})"),
+                    nodes.Text(f": {n_tests(len(group))} ({counts})"),
                 )
                 tests_cell += nodes.list_item("", item)
             row = nodes.row()
