@@ -282,16 +282,22 @@ class LintOnlyItem(pytest.Item):
             ["bash", "-n", str(self.path)], capture_output=True, text=True, check=False
         )
         report: Report = self.config.stash[REPORT]
+        try:
+            if result.returncode != 0:
+                raise SnippetFailure(
+                    Outcome(
+                        False,
+                        result.stderr,
+                        f"{self.snippet.name}:1: bash -n: {result.stderr.strip()}",
+                    )
+                )
+            self._check_verified_by()
+        except SnippetFailure as failure:
+            report.add(Entry(self.snippet.name, "lint", "failed", reason=failure.outcome.message))
+            raise
         report.add(
             Entry(self.snippet.name, "lint", "lint-only", reason=self.snippet.lint_only or "")
         )
-        if result.returncode != 0:
-            raise SnippetFailure(
-                Outcome(
-                    False, result.stderr, f"{self.snippet.name}:1: bash -n: {result.stderr.strip()}"
-                )
-            )
-        self._check_verified_by()
 
     def _check_verified_by(self) -> None:
         """The ``verified-by:`` files must exist and one must name this snippet."""
@@ -306,13 +312,15 @@ class LintOnlyItem(pytest.Item):
             if f not in missing and short in (self.config.rootpath / f).read_text(encoding="utf-8")
         ]
         if missing or not naming:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            line = next(n for n, text in enumerate(lines, 1) if "verified-by:" in text)
             problem = f"{', '.join(missing)} does not exist" if missing else f"none names {short!r}"
             raise SnippetFailure(
                 Outcome(
                     False,
                     "",
-                    f"{self.snippet.name}:2: verified-by: {problem}: name the test (and the module "
-                    "it uses) that runs this snippet, or drop the header",
+                    f"{self.snippet.name}:{line}: verified-by: {problem}: name the test (and "
+                    "the module it uses) that runs this snippet, or drop the header",
                 )
             )
 

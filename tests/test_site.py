@@ -135,3 +135,16 @@ def test_metrics_reference_is_generated_from_the_catalogue(site):
     missing = [name for name in catalogue.metrics if f'<span class="pre">{name}</span>' not in html]
     assert catalogue.metrics and not missing, f"reference/alerts.html lacks {missing}"
     assert f"conf/metrics/erpgo.yml: {len(catalogue.metrics)} metrics" in html
+
+
+def test_quick_reference_shows_each_alert_with_its_runbooks_first_diagnostic(site):
+    html = (site / "quick-reference.html").read_text(encoding="utf-8")
+    for alert in alerts.load_rules():
+        page, _ = alert.runbook_target()
+        heading = f"{alert.name}</span></code></strong> ({alert.severity}), runbook:"
+        assert heading in html, alert.name
+        runbook = (site / page).read_text(encoding="utf-8")
+        first = re.search(r'code-block-caption"><span class="caption-text">([^<]*)<', runbook)
+        assert first, f"{page}: shows no snippet"
+        title = first[1].replace("\u2019", "'")  # captions get smart quotes, the table not
+        assert f"First diagnostic: {title}" in html.replace("&#39;", "'"), (alert.name, title)

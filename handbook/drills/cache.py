@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from handbook.drills.psql import psql
 from handbook.servers import resp
 from handbook.servers.base import Server
 
@@ -75,16 +75,7 @@ class Workload:
 
 def popularity(pg_env: dict[str, str]) -> tuple[int, ...]:
     """Active product ids of the database in ``pg_env``, most popular first."""
-    result = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", RANKING_SQL],
-        env=pg_env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise WorkloadError(f"ranking the products failed: {result.stderr.strip()}")
-    return tuple(int(line) for line in result.stdout.split())
+    return tuple(int(line) for line in psql(pg_env, RANKING_SQL).split())
 
 
 def product_value(product_id: int) -> str:
