@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -111,9 +112,15 @@ def run_owned(owner: LocalPostgres, name: str, server: Server, **extra: str) -> 
     """Run the shell snippet ``name`` as the server account, PG* pointing at ``server``."""
     shown = snippet(name)
     env = owner.owner_env() | server.admin_env | extra
+    # The checkout may sit where only root may enter (a 0700 temp dir, a home): run a
+    # copy from the server's own temp dir, which the account owns; lines stay the same.
+    assert owner.scratch is not None and owner.account is not None
+    script = owner.scratch / f"snippet-{shown.path.name}"
+    shutil.copyfile(shown.path, script)
+    owner.account.own(script)
     try:
         result = owner.owner_run(
-            ["bash", "-E", "-c", shell_runner.WRAPPER, shown.path], env=env, timeout=300
+            ["bash", "-E", "-c", shell_runner.WRAPPER, script], env=env, timeout=300
         )
     except subprocess.TimeoutExpired:
         return Outcome(False, "", f"{shown.name}:{shown.body_start}: did not finish in 300 s")
