@@ -1,8 +1,9 @@
 """ERPGo Operations Handbook: the logic shared by the Sphinx build and the test suite.
 
-Modules are named after the noun they hold: ``snippet`` (a file under
-``snippets/`` and its header), ``servers`` (PostgreSQL and Redis providers),
-``runners`` (how a snippet is executed; no pytest in there), ``report``
-(``build/verification.json``), ``sphinxext`` (the Sphinx extension) and
-``pytest_plugin`` (the glue that turns snippets into test items).
+Foundation modules, importable from anywhere: ``paths`` (where things live),
+``yamlfile`` (YAML with line numbers, findings that name ``file:line``), ``snippet``
+(a file under ``snippets/`` and its header), ``report`` (``build/verification.json``)
+and ``site`` (building the site as ``tox -e docs`` does). Each subpackage says in its
+own docstring what it holds and what it may import; ``tests/test_package.py`` holds
+them to it and ``docs/onboarding/codebase.md`` shows the map.
 """

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import time
 
-from handbook import diagnostics, migrations, seed
-from handbook.databases import Databases, psql
 from handbook.paths import ROOT, SNIPPETS, rel
 from handbook.runners import sql as sql_runner
+from handbook.schema import diagnostics, migrations, seed
+from handbook.schema.databases import Databases, psql
 from handbook.servers.pool import ServerPool
 from handbook.snippet import parse
 

@@ -15,15 +15,15 @@ from typing import NoReturn
 import pytest
 
 from handbook import snippet as snippets
-from handbook import tools
-from handbook.databases import Databases
 from handbook.paths import rel
+from handbook.prometheus import tools
 from handbook.report import Entry, Report
 from handbook.runners import Outcome, masked
 from handbook.runners import promql as promql_runner
 from handbook.runners import redis as redis_runner
 from handbook.runners import shell as shell_runner
 from handbook.runners import sql as sql_runner
+from handbook.schema.databases import Databases
 from handbook.servers.base import Server, ServerUnavailable
 from handbook.servers.pool import ServerPool
 

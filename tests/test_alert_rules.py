@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from handbook import alerts
-from handbook.alertmanager import (
+from handbook.paths import rel
+from handbook.prometheus import alerts
+from handbook.prometheus.alertmanager import (
     ALERTMANAGER_CONFIG,
     amtool_check_config,
     amtool_render,
     amtool_routes,
 )
-from handbook.alerts import (
+from handbook.prometheus.alerts import (
     DEFAULT_BASE_URL,
     RULES_FILE,
     Alert,
@@ -41,8 +42,7 @@ from handbook.alerts import (
     rule_test_files,
     split_runbook_url,
 )
-from handbook.paths import rel
-from handbook.promtool import promtool_check_rules, promtool_test_rules
+from handbook.prometheus.promtool import promtool_check_rules, promtool_test_rules
 from handbook.pytest_plugin import unavailable
 
 # The spec's table of alerts (HANDBOOK.md, "The alerts"): what the runbooks promise.

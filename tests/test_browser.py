@@ -19,9 +19,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 from playwright import sync_api as playwright_api
 
-from handbook import alerts
 from handbook import snippet as snippets
 from handbook.paths import SNIPPETS
+from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
 
 CHROMIUM = os.environ.get("HANDBOOK_CHROMIUM", "/usr/bin/chromium")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from handbook import config_catalogue as cc
+from handbook.confcheck import config_catalogue as cc
 from handbook.paths import ROOT, rel
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4")]
 
 # The seed's table of documented options per category: the catalogue has at least these.

@@ -8,9 +8,9 @@ query: on a production database it would read every row during an incident.
 
 import pytest
 
-from handbook import diagnostics
-from handbook.databases import SHARED
 from handbook.pytest_plugin import DATABASES
+from handbook.schema import diagnostics
+from handbook.schema.databases import SHARED
 
 # Exceptions, each with its reason. The stated scan must still happen, so a stale
 # exception fails too.

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from handbook import exporters, metrics
 from handbook.paths import rel
+from handbook.prometheus import exporters, metrics
 from handbook.pytest_plugin import REPORT, unavailable
 from handbook.servers.base import Server
 
@@ -96,7 +96,7 @@ def test_the_bgwriter_collector_fails_where_the_workaround_turns_it_off(pg_serve
     text, _, running = scraped("postgres_exporter", pg_server, request, workaround=False)
     broken = pg_server.major[0] >= exporters.BGWRITER_BROKEN_FROM
     assert exporters.failed_collectors(text) == (["bgwriter"] if broken else []), (
-        f"{running.describe()}: revisit BGWRITER_BROKEN_FROM in handbook/exporters.py"
+        f"{running.describe()}: revisit BGWRITER_BROKEN_FROM in handbook/prometheus/exporters.py"
     )
 
 

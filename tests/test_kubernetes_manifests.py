@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from handbook import kubernetes as k8s
+from handbook.confcheck import kubernetes as k8s
 from handbook.paths import rel
 from handbook.pytest_plugin import unavailable
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.3"), pytest.mark.covers("20.4")]
 
 FILES = k8s.manifest_files()

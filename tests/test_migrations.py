@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from handbook import migrations as mig
-from handbook import seed as sd
 from handbook.paths import DOCS, rel
 from handbook.pytest_plugin import REPORT
 from handbook.report import Entry
+from handbook.schema import migrations as mig
+from handbook.schema import seed as sd
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.3")]
 
 MIGRATIONS = mig.discover()

@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from handbook import alerts, metrics, monitoring
 from handbook.paths import rel
+from handbook.prometheus import alerts, metrics, monitoring
+from handbook.prometheus.tools import ToolMissing, require_tool
 from handbook.pytest_plugin import unavailable
-from handbook.tools import ToolMissing, require_tool
 from handbook.yamlfile import load as load_yaml
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4")]
 
 

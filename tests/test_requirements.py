@@ -2,7 +2,7 @@
 
 import pytest
 
-from handbook import requirements
+from handbook.guide import requirements
 
 
 def test_every_requirement_a_test_can_prove_is_proven_by_some_test():

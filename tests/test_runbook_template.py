@@ -1,10 +1,10 @@
-"""Every runbook page has the required sections in order (handbook/runbook_template.py)."""
+"""Every runbook page has the required sections in order (handbook/guide/runbook_template.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from handbook import runbook_template
+from handbook.guide import runbook_template
 from handbook.paths import ROOT
 
 GOOD = """(x)=

@@ -24,18 +24,18 @@ import psycopg
 import pytest
 
 import handbook.pytest_plugin
-from handbook.databases import psql
 from handbook.drills import pool as drill
 from handbook.drills import rotation
 from handbook.pytest_plugin import unavailable
 from handbook.runners import redis as redis_runner
 from handbook.runners import shell, sql
+from handbook.schema.databases import psql
 from handbook.servers import resp
 from handbook.servers.account import service_account
 from handbook.servers.base import ServerStartError, ServerUnavailable
 from handbook.servers.postgres import scram_verifier
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4")]
 
 PG_STEP1 = drill.snippet("shell/security/pg_password_1_new_login.sh")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from handbook import alerts
-from handbook.metrics import load_metric_catalogue
 from handbook.paths import ROOT
+from handbook.prometheus import alerts
+from handbook.prometheus.metrics import load_metric_catalogue
 from handbook.site import build
 
 

@@ -1,4 +1,7 @@
-"""The branch-name and commit-message checker the workflow page shows (handbook/workflow.py)."""
+"""The branch-name and commit-message checker the workflow page shows.
+
+The checker lives in handbook/guide/workflow.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handbook import workflow
+from handbook.guide import workflow
 from handbook.paths import ROOT
 
 GOOD = """fix(pool): close transactions left idle by the report job
@@ -101,7 +104,7 @@ def test_command_line(tmp_path: Path, capsys):
     assert "cannot read the commit message" in capsys.readouterr().err
     assert workflow.main(["tag", "x"]) == 2
     assert workflow.main([]) == 2
-    assert capsys.readouterr().err.count("usage: python -m handbook.workflow") == 2
+    assert capsys.readouterr().err.count("usage: python -m handbook.guide.workflow") == 2
 
 
 def test_the_workflow_page_snippet_runs_from_a_checkout():

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import psycopg
 
-from handbook import migrations as mig
 from handbook.drills.psql import DrillError, table  # noqa: F401 (the drills read tables here)
 from handbook.drills.psql import psql as run_sql
 from handbook.paths import SNIPPETS, rel
 from handbook.runners import Outcome
 from handbook.runners import shell as shell_runner
 from handbook.runners import sql as sql_runner
+from handbook.schema import migrations as mig
 from handbook.servers.base import Server
 from handbook.snippet import Snippet, parse
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors
 
-from handbook import migrations
 from handbook.drills.latency import DrillError, connect, psql, table
+from handbook.schema import migrations
 from handbook.servers.base import Server
 
 ROW_A = (1, 1)  # (product_id, warehouse_id)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from handbook.databases import psql
 from handbook.drills.psql import tables as psql_tables  # noqa: F401 (the drills use it)
 from handbook.paths import ROOT
 from handbook.runners import Outcome
+from handbook.schema.databases import psql
 from handbook.servers.base import Server
 from handbook.snippet import Snippet, parse
 
@@ -29,7 +29,7 @@ API = "erpgo-api"  # the application_name ERPGo's API sets on its connections
 WORKER = "erpgo-worker"  # another ERPGo component: a leak there is not the API's
 APP_ROLE = "erpgo_app"  # the role ERPGo logs in as (not a superuser)
 APP_PASSWORD = secrets.token_hex(12)  # a throwaway server's role: a new one per run
-DATABASE = "erpgo"  # the seeded database handbook.databases builds on every server
+DATABASE = "erpgo"  # the seeded database handbook.schema.databases builds on every server
 
 
 def snippet(name: str) -> Snippet:

@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handbook.databases import psql
 from handbook.paths import ROOT
 from handbook.runners import Outcome
 from handbook.runners import shell as shell_runner
 from handbook.runners import sql as sql_runner
+from handbook.schema.databases import psql
 from handbook.servers import cleanup, resp, scratch
 from handbook.servers.base import Server, ServerUnavailable
 from handbook.servers.pool import ServerPool
@@ -730,7 +730,7 @@ def sentinel_failover(pool: ServerPool, label: str) -> Drill:
 
 
 # ---------------------------------------------------------------------------
-# What each drill must have shown (the tests and ``python -m handbook.dr`` both check)
+# What each drill must have shown (the tests and ``python -m handbook.drills.dr`` both check)
 
 
 def _in_status(output: str, column: str) -> str:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from handbook import metrics, promql
 from handbook.paths import rel
+from handbook.prometheus import metrics, promql
 from handbook.runners import Outcome, execute
 from handbook.snippet import Snippet
 from handbook.yamlfile import ConfigError, LineMap, plain

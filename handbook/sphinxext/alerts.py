@@ -22,9 +22,9 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from handbook import alerts as rules
-from handbook import metrics
 from handbook.paths import rel
+from handbook.prometheus import alerts as rules
+from handbook.prometheus import metrics
 from handbook.yamlfile import ConfigError
 
 logger = logging.getLogger(__name__)

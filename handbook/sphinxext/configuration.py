@@ -6,7 +6,7 @@ environment files ``conf/erpgo/<env>.env``, never retyped.
 - ``{required-secrets}``: the options marked ``secret``, when each is required and the
   reference each environment resolves it from.
 
-A catalogue or environment file that breaks the rules (see ``handbook.config_catalogue``)
+A catalogue or environment file that breaks the rules (see ``handbook.confcheck.config_catalogue``)
 is a build warning naming the file and line; with ``-W`` the build fails.
 """
 
@@ -19,8 +19,8 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from handbook import config_catalogue as cc
 from handbook import yamlfile
+from handbook.confcheck import config_catalogue as cc
 from handbook.paths import ROOT, rel
 
 logger = logging.getLogger(__name__)

@@ -3,9 +3,9 @@
     ```{recovery-objectives}
     ```
 
-renders one row per scenario of ``handbook.dr.OBJECTIVES`` (the targets) with the
+renders one row per scenario of ``handbook.drills.dr.OBJECTIVES`` (the targets) with the
 figures its drills last measured, read from ``build/dr-report.json`` (written by the
-drill tests and by ``python -m handbook.dr``), then the machine, the dates and the
+drill tests and by ``python -m handbook.drills.dr``), then the machine, the dates and the
 command that measured them. Without a report the build still succeeds: the measured
 column says so, and a note says how to fill it. No figure is ever typed into a page.
 """
@@ -18,7 +18,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from handbook import dr
+from handbook.drills import dr
 
 
 def _table(header: list[str], widths: list[int], rows: list[list[nodes.Node]]) -> nodes.table:

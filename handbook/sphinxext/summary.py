@@ -1,6 +1,6 @@
 """``{requirement-trace}``: each requirement of the seed with the tests that prove it.
 
-The tests are found by reading their ``covers`` markers (handbook.requirements),
+The tests are found by reading their ``covers`` markers (handbook.guide.requirements),
 and their outcome comes from the last test run's ``build/verification.json``.
 A requirement no test proves is shown as open; nothing is ticked by hand.
 """
@@ -14,7 +14,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from handbook import report as verification
-from handbook import requirements
+from handbook.guide import requirements
 from handbook.sphinxext.alerts import table
 from handbook.sphinxext.snippets import project_root
 

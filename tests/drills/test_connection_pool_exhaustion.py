@@ -16,11 +16,11 @@ import time
 import pytest
 
 import handbook.pytest_plugin
-from handbook.databases import Databases
 from handbook.drills import pool as drill
 from handbook.runners import sql
+from handbook.schema.databases import Databases
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
     pytest.mark.covers("20.2"),
     pytest.mark.covers("next:drill"),

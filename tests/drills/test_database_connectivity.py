@@ -15,14 +15,14 @@ import uuid
 import pytest
 
 import handbook.pytest_plugin
-from handbook import seed
-from handbook.databases import TEMPLATE, Databases, psql
 from handbook.drills import connectivity as drill
 from handbook.drills import pool
 from handbook.pytest_plugin import unavailable
 from handbook.runners import shell, sql
+from handbook.schema import seed
+from handbook.schema.databases import TEMPLATE, Databases, psql
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
     pytest.mark.covers("20.2"),
     pytest.mark.covers("next:drill"),

@@ -16,14 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from handbook import migrations as mig
-from handbook import notification
-from handbook import seed as sd
-from handbook.alerts import load_rules
 from handbook.drills import deploy as drill
+from handbook.guide import notification
 from handbook.paths import DOCS, rel
+from handbook.prometheus.alerts import load_rules
+from handbook.schema import migrations as mig
+from handbook.schema import seed as sd
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
     pytest.mark.covers("20.2"),
     pytest.mark.covers("20.3"),

@@ -20,14 +20,13 @@ import os
 
 import pytest
 
-from handbook import dr
-from handbook.drills import recovery
+from handbook.drills import dr, recovery
 from handbook.pytest_plugin import unavailable
 from handbook.servers import ServerPool
 from handbook.servers.base import ServerUnavailable
 from handbook.site import build
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.4"), pytest.mark.covers("next:drill")]
 
 # Drills run pg_basebackup and pg_ctl on the servers' data directories: local binaries
@@ -120,8 +119,10 @@ def test_every_objective_names_drills_that_exist_and_figures_they_measure():
     names |= {"promotion-async", "promotion-sync", "sentinel-failover"}
     for objective in dr.OBJECTIVES:
         unknown = set(objective.drills) - names
-        assert not unknown, f"handbook/dr.py: {objective.anchor} names unknown drills {unknown}"
-    assert set(dr.FIGURES) == names, "handbook/dr.py: FIGURES must describe every drill"
+        assert not unknown, (
+            f"handbook/drills/dr.py: {objective.anchor} names unknown drills {unknown}"
+        )
+    assert set(dr.FIGURES) == names, "handbook/drills/dr.py: FIGURES must describe every drill"
 
 
 def test_report_keeps_other_entries_and_names_the_machine_not_the_host(tmp_path):

@@ -16,7 +16,7 @@ import handbook.pytest_plugin
 from handbook.drills import errors as drill
 from handbook.drills import latency
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.2"), pytest.mark.covers("next:drill")]
 
 FAILURES = "sql/errors/transaction_failures.sql"

@@ -15,11 +15,11 @@ from __future__ import annotations
 import pytest
 
 import handbook.pytest_plugin
-from handbook.databases import SHARED, Databases
 from handbook.drills import latency as drill
 from handbook.pytest_plugin import unavailable
+from handbook.schema.databases import SHARED, Databases
 
-# What these tests prove (handbook/requirements.py; implementation summary)
+# What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
     pytest.mark.covers("20.2"),
     pytest.mark.covers("next:drill"),

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from handbook import migrations
-from handbook.databases import psql
+from handbook.schema import migrations
+from handbook.schema.databases import psql
 
 
 @pytest.fixture

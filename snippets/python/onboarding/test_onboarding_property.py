@@ -7,7 +7,7 @@ any name's type to one that is not a change type makes it fail with ``branch-typ
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handbook.workflow import BRANCH_MAX, TYPES, check_branch
+from handbook.guide.workflow import BRANCH_MAX, TYPES, check_branch
 
 words = st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)
 slugs = st.lists(words, min_size=1, max_size=4).map("-".join)

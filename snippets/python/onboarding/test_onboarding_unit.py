@@ -1,6 +1,6 @@
 """Unit tests: one function, no server, no files; each test names the rule it pins down."""
 
-from handbook.workflow import check_branch, check_commit
+from handbook.guide.workflow import check_branch, check_commit
 
 GOOD_MESSAGE = """fix(pool): close transactions left idle by the report job
 

@@ -4,5 +4,5 @@
 # verified-by: tests/test_onboarding.py
 set -euo pipefail
 python -m pytest -q -p no:cacheprovider \
-  --cov=handbook.workflow --cov-report=term-missing --cov-fail-under=90 \
+  --cov=handbook.guide.workflow --cov-report=term-missing --cov-fail-under=90 \
   tests/test_workflow.py

@@ -3,4 +3,4 @@
 # lint-only: it is one step of the setup sequence, run in order in a new hire's clean HOME
 # verified-by: tests/test_onboarding.py
 set -euo pipefail
-python -m handbook.devservers start
+python -m handbook.guide.devservers start

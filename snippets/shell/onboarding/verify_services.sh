@@ -3,7 +3,7 @@
 # lint-only: it is one step of the setup sequence, run in order in a new hire's clean HOME
 # verified-by: tests/test_onboarding.py
 set -euo pipefail
-eval "$(python -m handbook.devservers env)"
+eval "$(python -m handbook.guide.devservers env)"
 psql -XAtc 'SELECT 1'
 psql -XAtc 'SELECT count(*) > 0 AS seeded FROM users'
 redis-cli --no-auth-warning -u "$REDIS_URL" PING

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from handbook import promql
 from handbook.paths import CONF, rel
+from handbook.prometheus import promql
+from handbook.prometheus.tools import ToolMissing
 from handbook.servers import cleanup, scratch
 from handbook.servers.base import ServerStartError
 from handbook.servers.ports import HOST, free_port
-from handbook.tools import ToolMissing
 from handbook.yamlfile import line as yaml_line
 from handbook.yamlfile import load as load_yaml
 

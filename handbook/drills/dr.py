@@ -5,7 +5,7 @@ the drills that measure it. ``build/dr-report.json``: what the drills measured, 
 machine (CPU model and cores, never the hostname), when, on which server versions, and
 with which command. The drill tests write it on every run; so does
 
-    python -m handbook.dr [--pg LABEL ...] [--redis LABEL ...]
+    python -m handbook.drills.dr [--pg LABEL ...] [--redis LABEL ...]
 
 which runs the drills' measurements without pytest and prints them. A run updates the
 entries it measured and keeps the others (each entry carries its own machine and date).
@@ -28,7 +28,7 @@ from handbook.paths import BUILD, CONF
 
 REPORT = BUILD / "dr-report.json"
 SENTINEL_CONF = CONF / "redis" / "sentinel.conf"
-COMMAND = "python -m handbook.dr"
+COMMAND = "python -m handbook.drills.dr"
 TEST_COMMAND = "pytest -m drill tests/drills/test_disaster_recovery.py"
 
 
@@ -210,7 +210,7 @@ def describe(item: dict) -> str:
 
 
 # ---------------------------------------------------------------------------
-# python -m handbook.dr
+# python -m handbook.drills.dr
 
 
 def main(argv: list[str] | None = None) -> int:

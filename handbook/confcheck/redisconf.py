@@ -141,7 +141,8 @@ def boot_text(
     stale = sorted(set(overrides) - {d.key for d in directives})
     if stale:
         raise ConfError(
-            f"handbook/redisconf.py overrides {', '.join(stale)}, which {rel(path)} does not "
+            f"handbook/confcheck/redisconf.py overrides "
+            f"{', '.join(stale)}, which {rel(path)} does not "
             "set: remove them from the overrides"
         )
     for item in directives:
@@ -190,7 +191,8 @@ def config_problems(
         if got is None:
             problems.append(
                 f"{item.where}: CONFIG GET {key} returns nothing: the server does not know it; "
-                "remove it, or list the version that has it in handbook/redisconf.py SINCE"
+                "remove it, or list the version that has it in "
+                "handbook/confcheck/redisconf.py SINCE"
             )
             continue
         if key not in CASE_SENSITIVE:
@@ -294,7 +296,7 @@ def _launch(
         raise ServerStartError(
             f"{binary} did not start from {rel(source)} (boot copy {booted.conf}); its log:\n"
             f"{booted.log() or '    (empty)'}\nFix the directive the log names in the file "
-            "(or list it in handbook/redisconf.py with the reason it cannot apply here)."
+            "(or list it in handbook/confcheck/redisconf.py with the reason it cannot apply here)."
         )
     except BaseException:
         booted.stop()

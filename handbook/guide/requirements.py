@@ -143,7 +143,7 @@ def trace(tests: Path = ROOT / "tests", root: Path = ROOT) -> list[Proof]:
                         if req not in BY_ID:
                             raise UnknownRequirement(
                                 f"{where}:{line}: covers({req!r}) names no requirement: use one "
-                                f"of {', '.join(BY_ID)} (handbook/requirements.py)"
+                                f"of {', '.join(BY_ID)} (handbook/guide/requirements.py)"
                             )
                         proofs.append(Proof(req, where, node.lineno, node.name))
     return proofs

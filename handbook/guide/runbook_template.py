@@ -4,8 +4,8 @@ A runbook under ``docs/runbooks/`` (every page but ``index.md``) has these level
 headings in this order; other level-2 headings may sit between them, and each section
 may hold level-3 headings of its own. ``conf/templates/runbook.md`` is the page to copy.
 
-    python -m handbook.runbook_template            # checks docs/runbooks/
-    python -m handbook.runbook_template PAGE.md ...
+    python -m handbook.guide.runbook_template            # checks docs/runbooks/
+    python -m handbook.guide.runbook_template PAGE.md ...
 """
 
 from __future__ import annotations

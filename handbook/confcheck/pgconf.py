@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from handbook.databases import psql
 from handbook.paths import CONF, rel
+from handbook.schema.databases import psql
 from handbook.servers import scratch as scratch_dirs
 from handbook.servers.base import Server, ServerStartError, ServerUnavailable
 
@@ -183,7 +183,7 @@ def compare(
         if row is None:
             problems.append(
                 f"{item.where}: the server knows no setting {item.key}: remove it, or list "
-                "the majors that have it in handbook/pgconf.py VERSION_RANGE"
+                "the majors that have it in handbook/confcheck/pgconf.py VERSION_RANGE"
             )
             continue
         try:
@@ -314,7 +314,7 @@ def boot_text(
             lines[number - 1] = f"# overridden for the test: {lines[number - 1]}"
         elif not low <= major <= high:
             lines[number - 1] = f"# not in PostgreSQL {major}: {lines[number - 1]}"
-    lines += ["", "# --- test overrides (handbook/pgconf.py OVERRIDES) ---"]
+    lines += ["", "# --- test overrides (handbook/confcheck/pgconf.py OVERRIDES) ---"]
     lines += [f"{key} = {_quote(value)}" for key, value in overrides.items()]
     return "\n".join(lines) + "\n"
 
@@ -332,7 +332,8 @@ def boot(server: Server, conf: Path = CONF_FILE, hba: Path = HBA_FILE) -> Booted
     stale = sorted(set(OVERRIDES) - keys)
     if stale:
         raise ConfError(
-            f"handbook/pgconf.py OVERRIDES lists {', '.join(stale)}, which {rel(conf)} does "
+            f"handbook/confcheck/pgconf.py OVERRIDES lists "
+            f"{', '.join(stale)}, which {rel(conf)} does "
             "not set: remove them from OVERRIDES"
         )
     datadir: Path = handle.datadir

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from handbook import migrations, seed
+from handbook.schema import migrations, seed
 from handbook.servers.base import Server
 from handbook.servers.pool import ServerPool
 

@@ -13,9 +13,15 @@ from pathlib import Path
 
 import yaml
 
-from handbook.alerts import RULES_FILE, RuleTestGroup, load_rule_tests, load_rules, rule_test_files
 from handbook.paths import rel
-from handbook.tools import ToolResult, require_tool, run
+from handbook.prometheus.alerts import (
+    RULES_FILE,
+    RuleTestGroup,
+    load_rule_tests,
+    load_rules,
+    rule_test_files,
+)
+from handbook.prometheus.tools import ToolResult, require_tool, run
 from handbook.yamlfile import ConfigError, Finding, plain
 
 _RULE_ERROR = re.compile(

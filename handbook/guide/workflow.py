@@ -2,8 +2,8 @@
 
 A name or message either passes or fails with the rule it breaks::
 
-    python -m handbook.workflow branch feat/123-pool-metrics
-    python -m handbook.workflow commit .git/COMMIT_EDITMSG
+    python -m handbook.guide.workflow branch feat/123-pool-metrics
+    python -m handbook.guide.workflow commit .git/COMMIT_EDITMSG
 
 Branches are ``<type>/<issue>-<slug>``: ``feat/123-pool-metrics``. Commit messages
 follow Conventional Commits: a subject ``<type>(<scope>): <summary>`` of at most 72
@@ -187,7 +187,7 @@ def _check_subject(number: int, subject: str) -> list[Violation]:
     return found
 
 
-USAGE = "usage: python -m handbook.workflow branch NAME | commit FILE"
+USAGE = "usage: python -m handbook.guide.workflow branch NAME | commit FILE"
 
 
 def main(argv: list[str] | None = None) -> int:

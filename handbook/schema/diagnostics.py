@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from handbook import seed
 from handbook.paths import SNIPPETS
+from handbook.schema import seed
 from handbook.snippet import Snippet, parse
 
 # Tables with 100,000 rows or more at production scale: a sequential scan of one

@@ -5,8 +5,9 @@ The Sphinx side renders an alert's expression, threshold and duration from
 checks the same objects against the spec (:func:`check_alerts`), the unit-test
 coverage (:func:`check_rule_tests`) and the metric names (:func:`check_metrics`).
 
-Related modules: :mod:`handbook.promql` (reading expressions), :mod:`handbook.metrics`
-(which metric names exist), :mod:`handbook.promtool` and :mod:`handbook.alertmanager`
+Related modules: :mod:`handbook.prometheus.promql` (reading expressions),
+:mod:`handbook.prometheus.metrics` (which metric names exist),
+:mod:`handbook.prometheus.promtool` and :mod:`handbook.prometheus.alertmanager`
 (the real tools), :mod:`handbook.yamlfile` (findings that name ``file:line``). The
 names they define that callers used from here are re-exported below.
 """
@@ -19,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handbook.metrics import (  # noqa: F401 - re-exported
+from handbook.paths import CONF, rel
+from handbook.prometheus.metrics import (  # noqa: F401 - re-exported
     EXPORTER_PREFIXES,
     METRIC_CATALOGUE,
     METRIC_TYPES,
@@ -30,8 +32,7 @@ from handbook.metrics import (  # noqa: F401 - re-exported
     load_known_names,
     load_metric_catalogue,
 )
-from handbook.paths import CONF, rel
-from handbook.promql import (  # noqa: F401 - re-exported
+from handbook.prometheus.promql import (  # noqa: F401 - re-exported
     COMPARISONS,
     SET_OPERATORS,
     Threshold,
@@ -40,7 +41,7 @@ from handbook.promql import (  # noqa: F401 - re-exported
     metric_names,
     parse_duration,
 )
-from handbook.tools import ToolMissing, require_tool  # noqa: F401 - re-exported
+from handbook.prometheus.tools import ToolMissing, require_tool  # noqa: F401 - re-exported
 from handbook.yamlfile import ConfigError, Finding, LineMap, report  # noqa: F401
 from handbook.yamlfile import line as line_of
 from handbook.yamlfile import load as load_yaml
@@ -536,17 +537,3 @@ def check_metrics(
                 )
             )
     return findings
-
-
-def __getattr__(name: str) -> object:
-    """``alerts.promtool_test_rules`` and ``alerts.amtool_*`` as before the split (lazily:
-    handbook.promtool imports this module)."""
-    if name.startswith("promtool_"):
-        from handbook import promtool
-
-        return getattr(promtool, name)
-    if name.startswith("amtool_") or name == "ALERTMANAGER_CONFIG":
-        from handbook import alertmanager
-
-        return getattr(alertmanager, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """Development servers for a new hire: the harness's PostgreSQL and Redis, kept running.
 
-    python -m handbook.devservers start      # PostgreSQL + Redis, database erpgo migrated + seeded
-    eval "$(python -m handbook.devservers env)"   # PGHOST, PGPORT, ..., REDIS_URL in this shell
-    python -m handbook.devservers status
-    python -m handbook.devservers stop
+    python -m handbook.guide.devservers start  # PostgreSQL + Redis; database erpgo migrated, seeded
+    eval "$(python -m handbook.guide.devservers env)"  # PGHOST, ..., REDIS_URL here
+    python -m handbook.guide.devservers status
+    python -m handbook.guide.devservers stop
 
 ``start`` launches a small background process that starts the servers the way the test
 harness does (``handbook.servers.ServerPool``: Docker where an engine answers, else the
@@ -32,7 +32,7 @@ from handbook.servers.base import Server
 START_TIMEOUT = 180  # seconds: a first start may copy a PostgreSQL install and seed it
 STOP_TIMEOUT = 60
 TTL_VAR = "HANDBOOK_DEVSERVERS_TTL"
-START = "python -m handbook.devservers start"
+START = "python -m handbook.guide.devservers start"
 
 
 class DevServersError(RuntimeError):
@@ -96,7 +96,7 @@ def _exports(pg: Server, redis: Server, pgpass: Path) -> str:
     bindirs = list(dict.fromkeys(str(s.bindir) for s in (pg, redis) if s.bindir))
     bindirs = [d for d in bindirs if d not in system]
     lines = [
-        f"# {pg.describe()} and {redis.describe()}: written by handbook.devservers",
+        f"# {pg.describe()} and {redis.describe()}: written by handbook.guide.devservers",
         *(f"export {key}={shlex.quote(value)}" for key, value in values.items()),
     ]
     if bindirs:
@@ -106,7 +106,7 @@ def _exports(pg: Server, redis: Server, pgpass: Path) -> str:
 
 def serve(state: Path, pg_label: str | None, redis_label: str | None, ttl: float) -> int:
     """Start both servers, write env.sh, wait for SIGTERM/SIGINT (or the TTL), stop them."""
-    from handbook.databases import Databases
+    from handbook.schema.databases import Databases
     from handbook.servers.pool import ServerPool
 
     stop = threading.Event()
@@ -156,7 +156,7 @@ def start(state: Path, pg_label: str | None, redis_label: str | None) -> str:
         return f"dev servers already running (process {pid})\n{_summary(env_file)}"
     state.mkdir(parents=True, exist_ok=True)
     env_file.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "handbook.devservers", "serve"]
+    command = [sys.executable, "-m", "handbook.guide.devservers", "serve"]
     command += ["--pg", pg_label] if pg_label else []
     command += ["--redis", redis_label] if redis_label else []
     with log.open("w") as out:
@@ -190,7 +190,7 @@ def _summary(env_file: Path) -> str:
     first = env_file.read_text().splitlines()[0].lstrip("# ")
     return (
         f"{first}\nenvironment: {env_file}\n"
-        'load it in each new terminal: eval "$(python -m handbook.devservers env)"'
+        'load it in each new terminal: eval "$(python -m handbook.guide.devservers env)"'
     )
 
 
@@ -219,7 +219,7 @@ def stop(state: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handbook.devservers")
+    parser = argparse.ArgumentParser(prog="python -m handbook.guide.devservers")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("start", "serve"):
         sub = commands.add_parser(name)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(stop(state))
     except DevServersError as exc:
-        print(f"handbook.devservers: {exc}", file=sys.stderr)
+        print(f"handbook.guide.devservers: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from handbook.migrations import MigrationError, _client_env, _program
 from handbook.paths import rel
+from handbook.schema.migrations import MigrationError, client_env, client_program
 
 SEED = 0.20260105  # setseed() argument; any fixed value in [-1, 1]
 TABLES = (
@@ -138,7 +138,7 @@ DO $check$
 BEGIN
     IF to_regclass('order_items') IS NULL THEN
         RAISE EXCEPTION 'the ERPGo schema is missing'
-            USING HINT = 'apply snippets/migrations first (handbook.migrations.apply)';
+            USING HINT = 'apply snippets/migrations first (handbook.schema.migrations.apply)';
     END IF;
     IF EXISTS (SELECT FROM users) OR EXISTS (SELECT FROM products) THEN
         RAISE EXCEPTION 'the database already holds ERPGo data'
@@ -366,13 +366,13 @@ def seed(
         "orders": chosen.orders,
         "order_window_days": chosen.order_window_days,
     }
-    args = [_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
+    args = [client_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
     for key, value in variables.items():
         args += ["-v", f"{key}={value}"]
     result = subprocess.run(
         [*args, "-f", "-"],
         input=SEED_SQL,
-        env=_client_env(env),
+        env=client_env(env),
         capture_output=True,
         text=True,
         check=False,
@@ -402,9 +402,9 @@ def checksums(env: dict[str, str]) -> dict[str, str]:
         for table in TABLES
     ]
     result = subprocess.run(
-        [_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c",
+        [client_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c",
          " UNION ALL ".join(parts)],
-        env={**_client_env(env), "PGTZ": "UTC"},  # timestamps print the same everywhere
+        env={**client_env(env), "PGTZ": "UTC"},  # timestamps print the same everywhere
         capture_output=True,
         text=True,
         check=False,

@@ -11,7 +11,7 @@ its type, default, whether it is a secret and what it does. ``conf/erpgo/<env>.e
   every ``required`` option set (``required_if``: when the named boolean is true).
 
 Every problem reads ``file:line: what is wrong; what to do``. ``python -m
-handbook.config_catalogue`` checks the project's files.
+handbook.confcheck.config_catalogue`` checks the project's files.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from handbook.paths import CONF, rel
-from handbook.tools import ToolResult, require_tool, run
+from handbook.prometheus.tools import ToolResult, require_tool, run
 from handbook.yamlfile import ConfigError, Finding
 from handbook.yamlfile import load as load_yaml
 

@@ -11,10 +11,10 @@ installing from PyPI); the runner stands in for what they leave behind:
 - the activated virtualenv is the running interpreter's bin dir first on ``PATH``.
 
 Every other step runs for real, and the last one is the verification. Whatever happens,
-the dev servers the sequence started are stopped (``python -m handbook.devservers stop``
+the dev servers the sequence started are stopped (``python -m handbook.guide.devservers stop``
 in the same ``HOME``, then the process itself) and the scratch directory is removed.
 
-    python -m handbook.onboarding        # runs the sequence, prints each step's outcome
+    python -m handbook.guide.onboarding        # runs the sequence, prints each step's outcome
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from handbook import devservers
 from handbook import snippet as snippets
+from handbook.guide import devservers
 from handbook.paths import DOCS, ROOT, rel
 from handbook.servers import scratch
 
@@ -121,7 +121,7 @@ def stop_servers(checkout: Path, env: dict[str, str]) -> None:
     """``devservers stop`` as the guide says; then make sure the daemon is gone."""
     with contextlib.suppress(subprocess.SubprocessError, OSError):
         subprocess.run(
-            ["python", "-m", "handbook.devservers", "stop"],
+            ["python", "-m", "handbook.guide.devservers", "stop"],
             cwd=checkout,
             env=env,
             capture_output=True,

@@ -149,14 +149,14 @@ def discover(directory: Path | str = MIGRATIONS) -> list[Migration]:
 # -- running the client programs ---------------------------------------------------------------
 
 
-def _client_env(env: dict[str, str]) -> dict[str, str]:
+def client_env(env: dict[str, str]) -> dict[str, str]:
     full = dict(env)
     full.setdefault("PATH", os.environ.get("PATH", os.defpath))
     return full
 
 
-def _program(env: dict[str, str], name: str) -> str:
-    found = shutil.which(name, path=_client_env(env)["PATH"])
+def client_program(env: dict[str, str], name: str) -> str:
+    found = shutil.which(name, path=client_env(env)["PATH"])
     if not found:
         raise MigrationError(
             f"{name} not found on the PATH given in env; put the PostgreSQL client bin "
@@ -167,8 +167,8 @@ def _program(env: dict[str, str], name: str) -> str:
 
 def _psql(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_program(env, "psql"), "-X", "-v", "ON_ERROR_STOP=1", *args],
-        env=_client_env(env),
+        [client_program(env, "psql"), "-X", "-v", "ON_ERROR_STOP=1", *args],
+        env=client_env(env),
         capture_output=True,
         text=True,
         check=False,
@@ -239,8 +239,8 @@ def lock_id(database: str, schema: str = "public", table: str = TABLE) -> int:
 def _migration_lock(env: dict[str, str]) -> Iterator[None]:
     """Hold golang-migrate's advisory lock in a psql session for the duration of the block."""
     proc = subprocess.Popen(
-        [_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
-        env=_client_env(env),
+        [client_program(env, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+        env=client_env(env),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -361,7 +361,7 @@ def _failed(error: MigrationError, migration: Migration, direction: str, previou
         f"until that is resolved.\n"
         f"What to do: {undone}. Fix the file, then record the last good version with "
         f'`migrate -path {rel(path.parent)} -database "$DATABASE_URL" force {force_to}` '
-        f"(handbook.migrations.force(env, {None if good == NIL_VERSION else good})) "
+        f"(handbook.schema.migrations.force(env, {None if good == NIL_VERSION else good})) "
         "and run the migration again.",
         file=error.file,
         line=error.line,
@@ -375,7 +375,7 @@ def _check_clean(env: dict[str, str], migrations: Sequence[Migration]) -> State:
         raise DirtyDatabaseError(
             f"Dirty database version {shown}. Fix and force version. (schema_migrations says a "
             "migration failed half-way: check the schema by hand, then record the version it is "
-            f"really at with `migrate force N` or handbook.migrations.force(env, N))"
+            f"really at with `migrate force N` or handbook.schema.migrations.force(env, N))"
         )
     known = {m.version for m in migrations}
     if current.version is not None and current.version not in known:
@@ -472,8 +472,8 @@ _VOLATILE_DUMP_LINE = re.compile(
 def schema_dump(env: dict[str, str]) -> str:
     """``pg_dump --schema-only --no-owner``, without comments, SET lines and restrict tokens."""
     result = subprocess.run(
-        [_program(env, "pg_dump"), "--schema-only", "--no-owner"],
-        env=_client_env(env),
+        [client_program(env, "pg_dump"), "--schema-only", "--no-owner"],
+        env=client_env(env),
         capture_output=True,
         text=True,
         check=False,

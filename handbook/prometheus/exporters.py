@@ -225,9 +225,9 @@ def value_of(text: str, name: str) -> float | None:
 
 def used_names() -> dict[str, list[str]]:
     """Every metric name the alert rules and PromQL snippets select -> where (file:line)."""
-    from handbook import alerts, promql
     from handbook import snippet as snippets
     from handbook.paths import SNIPPETS
+    from handbook.prometheus import alerts, promql
 
     used: dict[str, list[str]] = {}
     for alert in alerts.load_rules():
