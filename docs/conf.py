@@ -1,6 +1,6 @@
 """Sphinx configuration for the ERPGo Operations Handbook (logic lives in ``handbook``)."""
 
-import os
+from handbook.site import base_url
 
 # -- Project ------------------------------------------------------------------
 project = "ERPGo Operations Handbook"
@@ -33,7 +33,7 @@ html_title = project
 html_static_path = ["_static"]
 html_favicon = "_static/favicon.svg"
 # Where the site is published; the alert rules link to pages under it.
-html_baseurl = os.environ.get("HANDBOOK_BASE_URL", "https://docs.erpgo.com/handbook/")
+html_baseurl = base_url()  # $HANDBOOK_BASE_URL, or the default in handbook/site.py
 graphviz_output_format = "svg"
 
 # Copy commands only: never a prompt or program output highlighted by the lexer.

@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from handbook.paths import rel
-from handbook.prometheus import alerts
 from handbook.prometheus.alertmanager import (
     ALERTMANAGER_CONFIG,
     amtool_check_config,
@@ -26,46 +25,35 @@ from handbook.prometheus.alertmanager import (
     amtool_routes,
 )
 from handbook.prometheus.alerts import (
-    DEFAULT_BASE_URL,
+    EXPECTED_ALERTS,
     RULES_FILE,
     Alert,
     check_alerts,
-    check_metrics,
-    check_rule_tests,
-    extract_threshold,
-    label_names,
-    load_metric_catalogue,
     load_rules,
-    metric_names,
-    parse_duration,
-    required_cases,
-    rule_test_files,
+    rules_for_base_url,
     split_runbook_url,
 )
+from handbook.prometheus.metrics import METRIC_TYPES, check_metrics, load_metric_catalogue
+from handbook.prometheus.promql import (
+    PromQLSyntaxError,
+    extract_threshold,
+    label_names,
+    metric_names,
+    parse_duration,
+)
 from handbook.prometheus.promtool import promtool_check_rules, promtool_test_rules
+from handbook.prometheus.ruletests import (
+    EQUALITY_CASES,
+    THRESHOLD_CASES,
+    check_rule_tests,
+    required_cases,
+    rule_test_files,
+)
+from handbook.prometheus.tools import ToolMissing, require_tool
 from handbook.pytest_plugin import unavailable
+from handbook.site import DEFAULT_BASE_URL
+from handbook.yamlfile import ConfigError, report
 
-# The spec's table of alerts (HANDBOOK.md, "The alerts"): what the runbooks promise.
-SPEC = {
-    "HighErrorRate": ("critical", "5m", ">", 0.05),
-    "PostgreSQLDown": ("critical", "1m", "==", 0),
-    "HighResponseTime": ("warning", "5m", ">", 1),
-    "HighFailedLoginRate": ("warning", "5m", ">", 10),
-    "DatabaseConnectionPoolExhausted": ("critical", "5m", ">", 0.9),
-    "LowCacheHitRate": ("warning", "10m", "<", 0.7),
-}
-# Where each alert's runbook lives in the built site (the docs use these anchors).
-RUNBOOKS = {
-    "HighErrorRate": ("runbooks/high-error-rate.html", "high-error-rate"),
-    "PostgreSQLDown": ("runbooks/database-connectivity.html", "database-connectivity"),
-    "HighResponseTime": ("runbooks/high-latency.html", "high-latency"),
-    "HighFailedLoginRate": ("runbooks/authentication-failures.html", "authentication-failures"),
-    "DatabaseConnectionPoolExhausted": (
-        "runbooks/connection-pool-exhaustion.html",
-        "connection-pool-exhaustion",
-    ),
-    "LowCacheHitRate": ("runbooks/low-cache-hit-rate.html", "low-cache-hit-rate"),
-}
 PAGING_RECEIVER = "pager-critical"
 CHAT_RECEIVER = "chat-warnings"
 # While PostgreSQL is down these are its symptoms: Alertmanager holds them back.
@@ -82,8 +70,8 @@ BY_NAME = {alert.name: alert for alert in ALERTS}
 def need(tool: str) -> str:
     """The tool's path; otherwise a skip saying what to install (a failure under CI=true)."""
     try:
-        return alerts.require_tool(tool)
-    except alerts.ToolMissing as exc:
+        return require_tool(tool)
+    except ToolMissing as exc:
         message = str(exc)
     unavailable(message)
 
@@ -114,22 +102,29 @@ def rule_of(data: dict, name: str) -> dict:
 # --------------------------------------------------------------------------- the rules
 
 
-def test_the_rules_file_has_exactly_the_alerts_of_the_spec():
-    assert sorted(BY_NAME) == sorted(SPEC), f"{rel(RULES_FILE)}: alerts differ from the spec table"
+def test_the_rules_file_has_exactly_the_expected_alerts():
+    assert sorted(BY_NAME) == sorted(EXPECTED_ALERTS), (
+        f"{rel(RULES_FILE)}: the alerts differ from EXPECTED_ALERTS in "
+        "handbook/prometheus/alerts.py: add or remove the rule, or the expected entry"
+    )
     assert len(ALERTS) == len(BY_NAME), "an alert is defined twice"
 
 
 def test_every_alert_is_complete():
-    assert not check_alerts(ALERTS), alerts.report(check_alerts(ALERTS))
+    assert not check_alerts(ALERTS), report(check_alerts(ALERTS))
 
 
-@pytest.mark.parametrize("name", sorted(SPEC))
-def test_severity_duration_and_threshold_are_the_spec_tables(name):
-    severity, duration, op, value = SPEC[name]
+@pytest.mark.parametrize("name", sorted(EXPECTED_ALERTS))
+def test_severity_duration_and_threshold_are_the_expected_ones(name):
+    expected = EXPECTED_ALERTS[name]
+    severity, duration, op, value = expected.severity, expected.for_, expected.op, expected.value
     alert = BY_NAME[name]
     where = alert.location
     assert alert.severity == severity, f"{where}: {name} severity {alert.severity}, spec {severity}"
     assert alert.for_seconds == parse_duration(duration), f"{where}: {name} for {alert.for_}"
+    if op is None:
+        assert alert.threshold is None, f"{where}: {name} compares {alert.threshold}"
+        return
     assert alert.threshold is not None, f"{where}: {alert.threshold_error}"
     assert (alert.threshold.op, alert.threshold.value) == (op, value), (
         f"{where}: {name} compares {alert.threshold}, the spec says {op} {value}"
@@ -137,19 +132,23 @@ def test_severity_duration_and_threshold_are_the_spec_tables(name):
 
 
 @pytest.mark.covers("20.1")
-@pytest.mark.parametrize("name", sorted(SPEC))
+@pytest.mark.parametrize("name", sorted(EXPECTED_ALERTS))
 def test_runbook_url_points_at_the_runbook_anchor_in_the_built_site(name):
     alert = BY_NAME[name]
     assert alert.runbook_url.startswith(DEFAULT_BASE_URL), f"{alert.location}: {alert.runbook_url}"
-    assert alert.runbook_target() == RUNBOOKS[name], f"{alert.location}: {alert.runbook_url}"
+    expected = EXPECTED_ALERTS[name]
+    assert alert.runbook_target() == (expected.page, expected.anchor), (
+        f"{alert.location}: {alert.runbook_url}"
+    )
 
 
 def test_runbook_urls_move_with_the_published_base_url(tmp_path):
     moved = tmp_path / "rules.yml"
-    moved.write_text(alerts.rules_for_base_url("https://ops.example.org/erpgo"), encoding="utf-8")
+    moved.write_text(rules_for_base_url("https://ops.example.org/erpgo"), encoding="utf-8")
     for alert in load_rules(moved):
         target = alert.runbook_target("https://ops.example.org/erpgo/")
-        assert target == RUNBOOKS[alert.name]
+        expected = EXPECTED_ALERTS[alert.name]
+        assert target == (expected.page, expected.anchor)
 
 
 @pytest.mark.parametrize(
@@ -185,7 +184,7 @@ def test_a_rule_without_severity_or_threshold_is_reported(tmp_path):
     rule = rule_of(data, "HighErrorRate")
     rule["labels"]["severity"] = "page"
     rule["expr"] = "sum(rate(erpgo_http_requests_total[5m])) > bool 3"
-    findings = alerts.report(check_alerts(load_rules(write_rules(tmp_path / "r.yml", data))))
+    findings = report(check_alerts(load_rules(write_rules(tmp_path / "r.yml", data))))
     assert "HighErrorRate: labels.severity is 'page'" in findings
     assert "HighErrorRate: no threshold: 'bool'" in findings
 
@@ -212,17 +211,39 @@ def test_the_threshold_is_the_literal_right_of_the_top_level_comparison(expr, op
 @pytest.mark.parametrize(
     ("expr", "problem"),
     [
-        ("rate(x[5m])", "found 0"),
+        ("rate(x[5m])", "the top level is 'rate"),
         ("a > 1 and b > 2", "top level is 'and'"),
         ("a > b", "not a single number"),
         ("a > 2 * 3", "not a single number"),
         ("a > bool 1", "bool"),
-        ("(a > 1)", "found 0"),
+        ("(a > 1)", "outside parentheses"),
+        ("rate(x[5m)", "cannot parse the expression"),
     ],
 )
 def test_an_expression_without_a_plain_threshold_is_refused(expr, problem):
     with pytest.raises(ValueError, match=problem):
         extract_threshold(expr)
+
+
+def test_promtool_judges_what_the_parser_cannot_read():
+    """A syntax error is a PromQLSyntaxError (a ValueError): callers that run promtool
+    too let it say where the mistake is."""
+    with pytest.raises(PromQLSyntaxError, match="unexpected character inside brackets"):
+        metric_names("sum(rate(x[5m)))")
+
+
+def test_durations_are_prometheus_durations():
+    assert [parse_duration(d) for d in ("0s", "0m", "90s", "5m", "1h30m", "1d")] == [
+        0,
+        0,
+        90,
+        300,
+        5400,
+        86400,
+    ]
+    for bad in ("", "5x", "1.5h", "-5m", "5m1h"):
+        with pytest.raises(ValueError, match="not a Prometheus duration"):
+            parse_duration(bad)
 
 
 def test_metric_names_are_the_selected_series_only():
@@ -238,7 +259,7 @@ def test_metric_names_are_the_selected_series_only():
 def test_every_metric_is_erpgos_own_or_a_real_exporter_name():
     """ERPGo's metrics and labels are in the catalogue; pg_* and redis_* are the exporters'."""
     catalogue = load_metric_catalogue()
-    assert not check_metrics(ALERTS, catalogue), alerts.report(check_metrics(ALERTS, catalogue))
+    assert not check_metrics(ALERTS, catalogue), report(check_metrics(ALERTS, catalogue))
     used = {name for alert in ALERTS for name in metric_names(alert.expr)}
     assert {"pg_up", "redis_keyspace_hits_total", "redis_keyspace_misses_total"} <= used
 
@@ -249,7 +270,7 @@ def test_an_undeclared_metric_or_label_is_reported(tmp_path):
         "sum by (tenant) (rate(erpgo_http_errors_total[5m])) > 0.05"
     )
     rules = load_rules(write_rules(tmp_path / "r.yml", data))
-    findings = alerts.report(check_metrics(rules, load_metric_catalogue()))
+    findings = report(check_metrics(rules, load_metric_catalogue()))
     assert "uses erpgo_http_errors_total, which is neither in conf/metrics/erpgo.yml" in findings
     assert "names label 'tenant'" in findings
 
@@ -259,7 +280,7 @@ def test_an_exporter_name_no_exporter_exports_is_reported(tmp_path):
     data = plain_rules()
     rule_of(data, "PostgreSQLDown")["expr"] = "pg_down == 1"
     rules = load_rules(write_rules(tmp_path / "r.yml", data))
-    findings = alerts.report(check_metrics(rules, load_metric_catalogue()))
+    findings = report(check_metrics(rules, load_metric_catalogue()))
     assert (
         "alert PostgreSQLDown uses pg_down, which is neither in conf/metrics/erpgo.yml nor a "
         "known exporter metric (conf/metrics/exporters.yml)"
@@ -271,7 +292,7 @@ def test_the_metric_catalogue_declares_only_erpgo_metrics():
     assert catalogue.metrics, "conf/metrics/erpgo.yml declares no metric"
     for metric in catalogue.metrics.values():
         assert metric.name.startswith("erpgo_")
-        assert metric.help and metric.type in alerts.METRIC_TYPES
+        assert metric.help and metric.type in METRIC_TYPES
     for name in ("erpgo_db_pool_connections_idle", "erpgo_db_pool_wait_count_total"):
         assert name in catalogue.metrics, f"the pool runbook needs {name}"
     assert "reason" in catalogue.metrics["erpgo_auth_login_failures_total"].labels
@@ -284,7 +305,7 @@ def test_a_broken_catalogue_entry_names_its_line(tmp_path):
         "  erpgo_requests:\n    type: counter\n    help: no _total\n",
         encoding="utf-8",
     )
-    with pytest.raises(alerts.ConfigError, match=r"erpgo.yml:5: erpgo_requests: a counter"):
+    with pytest.raises(ConfigError, match=r"erpgo.yml:5: erpgo_requests: a counter"):
         load_metric_catalogue(path)
 
 
@@ -318,7 +339,7 @@ def test_promtool_unit_tests_pass(promtool):
 
 def test_every_alert_has_every_required_unit_test_case():
     findings = check_rule_tests(ALERTS, rule_test_files())
-    assert not findings, alerts.report(findings)
+    assert not findings, report(findings)
 
 
 def _reduced_tests(tmp_path: Path, change) -> Path:
@@ -390,7 +411,7 @@ def test_the_coverage_check_catches_a_weakened_test_file(tmp_path, change, expec
     path = _reduced_tests(tmp_path, change)
     findings = check_rule_tests(ALERTS, [path])
     assert findings, "the coverage check accepted a weakened test file"
-    assert expected in alerts.report(findings)
+    assert expected in report(findings)
     for finding in findings:
         assert finding.line, f"no line in {finding}"
         assert finding.path in (str(path), rel(RULES_FILE))
@@ -398,7 +419,7 @@ def test_the_coverage_check_catches_a_weakened_test_file(tmp_path, change, expec
 
 def test_rule_tests_must_load_the_rules_file(tmp_path):
     path = _reduced_tests(tmp_path, lambda data: data.update(rule_files=["missing.yml"]))
-    findings = alerts.report(check_rule_tests(ALERTS, [path]))
+    findings = report(check_rule_tests(ALERTS, [path]))
     assert "rule_files does not name conf/prometheus/alert_rules.yml" in findings
 
 
@@ -513,7 +534,7 @@ def test_a_broken_expression_fails_naming_file_and_line(promtool, tmp_path):
     # and the unit tests run against it say the same, not "no alert fired"
     tested = promtool_test_rules(*rule_test_files(), rules_file=path)
     assert not tested.ok
-    assert f"{path}:{line}: alert HighErrorRate" in alerts.report(tested.findings)
+    assert f"{path}:{line}: alert HighErrorRate" in report(tested.findings)
 
 
 @pytest.mark.parametrize("style", ["|-", ">-"])
@@ -550,10 +571,8 @@ def test_an_invalid_for_is_located(promtool, tmp_path):
 def test_a_missing_tool_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("HANDBOOK_PROMTOOL", raising=False)
-    with pytest.raises(
-        alerts.ToolMissing, match="apt-get install prometheus prometheus-alertmanager"
-    ):
-        alerts.require_tool("promtool")
+    with pytest.raises(ToolMissing, match="apt-get install prometheus prometheus-alertmanager"):
+        require_tool("promtool")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="apt-get install"):
         need("promtool")
@@ -563,8 +582,8 @@ def test_a_missing_tool_says_what_to_install(monkeypatch, tmp_path):
 
 
 def test_required_cases_follow_the_comparison():
-    assert required_cases(BY_NAME["PostgreSQLDown"]) == alerts.EQUALITY_CASES
-    assert required_cases(BY_NAME["LowCacheHitRate"]) == alerts.THRESHOLD_CASES
+    assert required_cases(BY_NAME["PostgreSQLDown"]) == EQUALITY_CASES
+    assert required_cases(BY_NAME["LowCacheHitRate"]) == THRESHOLD_CASES
 
 
 # --------------------------------------------------------------------------- Alertmanager
@@ -620,7 +639,7 @@ def test_the_templates_glob_finds_the_templates():
     assert found, f"{rel(ALERTMANAGER_CONFIG)}: templates {config['templates']} match no file"
 
 
-@pytest.mark.parametrize("name", sorted(SPEC))
+@pytest.mark.parametrize("name", sorted(EXPECTED_ALERTS))
 def test_critical_pages_and_warning_goes_to_chat(amtool, name):
     alert = BY_NAME[name]
     receivers = amtool_routes(alert.notification_labels())
@@ -664,7 +683,7 @@ def _templated_strings(node) -> list[str]:
     return [node] if isinstance(node, str) and "{{" in node else []
 
 
-@pytest.mark.parametrize("name", sorted(SPEC))
+@pytest.mark.parametrize("name", sorted(EXPECTED_ALERTS))
 def test_every_notification_shows_the_runbook_url(amtool, name):
     alert = BY_NAME[name]
     for receiver in am_config()["receivers"]:
@@ -822,7 +841,7 @@ def test_a_threshold_change_changes_the_header_and_fails_a_unit_test(promtool, t
     mutated = tmp_path / "after" / "conf" / "prometheus" / "alert_rules.yml"
     result = promtool_test_rules(*rule_test_files(), rules_file=mutated, only=["HighErrorRate"])
     assert not result.ok, "the unit tests still pass with HighErrorRate at > 0.07"
-    assert '"HighErrorRate: fires just past the threshold"' in alerts.report(result.findings)
+    assert '"HighErrorRate: fires just past the threshold"' in report(result.findings)
 
 
 def test_a_runbook_url_whose_anchor_the_built_site_lacks_names_alert_and_url(tmp_path, caplog):

@@ -23,6 +23,7 @@ from handbook import snippet as snippets
 from handbook.paths import SNIPPETS
 from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
+from handbook.site import DEFAULT_BASE_URL
 
 CHROMIUM = os.environ.get("HANDBOOK_CHROMIUM", "/usr/bin/chromium")
 # Flags for a sandboxed machine without a network (FIELD-NOTES / env notes): no
@@ -100,7 +101,7 @@ def page(browser, served):
 
 def local(url: str, base: str) -> str:
     """A production runbook_url mapped onto the locally served build."""
-    return base + url.removeprefix(alerts.DEFAULT_BASE_URL)
+    return base + url.removeprefix(DEFAULT_BASE_URL)
 
 
 @pytest.mark.covers("20.1")

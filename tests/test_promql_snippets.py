@@ -8,6 +8,7 @@ that names the file and line at fault.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from handbook import snippet as snippets
 from handbook.paths import SNIPPETS, rel
 from handbook.prometheus import metrics, promql, tools
 from handbook.pytest_plugin import unavailable
+from handbook.runners import Target
 from handbook.runners import promql as runner
 from handbook.sphinxext.snippets import verification_note
 
@@ -66,7 +68,7 @@ def write(tmp_path: Path, body: str = GOOD_BODY, sidecar: str | None = GOOD_SIDE
 
 
 def run(snippet: snippets.Snippet, promtool: str):
-    return runner.run(snippet, promtool, "promtool unit test")
+    return runner.run(snippet, Target(os.environ, "promtool unit test"))
 
 
 # --------------------------------------------------------------------------- the real snippets
@@ -242,7 +244,7 @@ def test_without_promtool_the_item_fails_under_ci_saying_what_to_install(pyteste
         ("# Nothing\n# page: x.md\n\n", "x.promql:3: no PromQL expression after the header"),
         (
             "# Server\n# page: x.md\n# needs: pg\nup\n",
-            "x.promql:2: a PromQL snippet has no 'needs:'",
+            "x.promql:3: a PromQL snippet has no 'needs:'",
         ),
     ],
 )

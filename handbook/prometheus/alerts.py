@@ -1,73 +1,67 @@
-"""The alert rules and their promtool unit tests, as objects the pages and tests share.
+"""The alert rules of ``conf/prometheus/alert_rules.yml`` as objects, and what each needs.
 
-The Sphinx side renders an alert's expression, threshold and duration from
-``conf/prometheus/alert_rules.yml`` through :func:`load_rules`; the test suite
-checks the same objects against the spec (:func:`check_alerts`), the unit-test
-coverage (:func:`check_rule_tests`) and the metric names (:func:`check_metrics`).
+The Sphinx side renders an alert's expression, threshold and duration from the rules
+file through :func:`load_rules`; :func:`check_alerts` holds every rule to the policy
+(severity, annotations, a runbook_url into the built site, a threshold) and
+:data:`EXPECTED_ALERTS` lists the alerts the handbook promises, with their runbooks.
 
-Related modules: :mod:`handbook.prometheus.promql` (reading expressions),
-:mod:`handbook.prometheus.metrics` (which metric names exist),
-:mod:`handbook.prometheus.promtool` and :mod:`handbook.prometheus.alertmanager`
-(the real tools), :mod:`handbook.yamlfile` (findings that name ``file:line``). The
-names they define that callers used from here are re-exported below.
+Their promtool unit tests are :mod:`handbook.prometheus.ruletests`; the metric names
+they use are checked by :func:`handbook.prometheus.metrics.check_metrics`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from handbook.paths import CONF, rel
-from handbook.prometheus.metrics import (  # noqa: F401 - re-exported
-    EXPORTER_PREFIXES,
-    METRIC_CATALOGUE,
-    METRIC_TYPES,
-    SCRAPE_LABELS,
-    KnownNames,
-    Metric,
-    MetricCatalogue,
-    load_known_names,
-    load_metric_catalogue,
-)
-from handbook.prometheus.promql import (  # noqa: F401 - re-exported
-    COMPARISONS,
-    SET_OPERATORS,
-    Threshold,
-    extract_threshold,
-    label_names,
-    metric_names,
-    parse_duration,
-)
-from handbook.prometheus.tools import ToolMissing, require_tool  # noqa: F401 - re-exported
-from handbook.yamlfile import ConfigError, Finding, LineMap, report  # noqa: F401
+from handbook.prometheus.promql import Threshold, extract_threshold, parse_duration
+from handbook.site import DEFAULT_BASE_URL
+from handbook.yamlfile import ConfigError, Finding, LineMap
 from handbook.yamlfile import line as line_of
 from handbook.yamlfile import load as load_yaml
 
 RULES_FILE = CONF / "prometheus" / "alert_rules.yml"
-RULE_TESTS_DIR = CONF / "prometheus" / "tests"
-
-DEFAULT_BASE_URL = "https://docs.erpgo.com/handbook/"
 SEVERITIES = ("critical", "warning")
 
-# The promtool unit-test groups every alert needs, named "<Alert>: <case>".
-THRESHOLD_CASES = (
-    "fires just past the threshold",
-    "silent at the threshold",
-    "silent on the other side",
-    "silent until for has elapsed",
-    "silent with no traffic",
-)
-# For an equality (pg_up == 0) there is no "just past": the value is the threshold.
-EQUALITY_CASES = (
-    "fires at the threshold",
-    "silent on the other side",
-    "silent until for has elapsed",
-    "silent with no traffic",
-)
-FOR_BOUNDARY_CASE = "silent until for has elapsed"
+
+@dataclass(frozen=True)
+class ExpectedAlert:
+    """What the handbook promises about one alert (the spec's table, HANDBOOK.md)."""
+
+    severity: str
+    for_: str  # the rule's 'for', e.g. "5m"
+    op: str | None  # the top-level comparison; None for an alert without a threshold
+    value: float | None  # the threshold's number
+    page: str  # the runbook's page in the built site: "runbooks/high-error-rate.html"
+    anchor: str  # the runbook's explicit anchor on that page: "high-error-rate"
+
+
+# The alerts the handbook promises, in the rules file's order. To add an alert: a line
+# here, the rule in conf/prometheus/alert_rules.yml, its unit tests and its runbook.
+EXPECTED_ALERTS = {
+    "HighErrorRate": ExpectedAlert(
+        "critical", "5m", ">", 0.05, "runbooks/high-error-rate.html", "high-error-rate"
+    ),
+    "PostgreSQLDown": ExpectedAlert(
+        "critical", "1m", "==", 0, "runbooks/database-connectivity.html", "database-connectivity"
+    ),
+    "HighResponseTime": ExpectedAlert(
+        "warning", "5m", ">", 1, "runbooks/high-latency.html", "high-latency"
+    ),
+    "HighFailedLoginRate": ExpectedAlert(
+        "warning", "5m", ">", 10,
+        "runbooks/authentication-failures.html", "authentication-failures",
+    ),
+    "DatabaseConnectionPoolExhausted": ExpectedAlert(
+        "critical", "5m", ">", 0.9,
+        "runbooks/connection-pool-exhaustion.html", "connection-pool-exhaustion",
+    ),
+    "LowCacheHitRate": ExpectedAlert(
+        "warning", "10m", "<", 0.7, "runbooks/low-cache-hit-rate.html", "low-cache-hit-rate"
+    ),
+}  # fmt: skip
 
 
 @dataclass
@@ -247,12 +241,6 @@ def load_rules(path: Path | str = RULES_FILE) -> list[Alert]:
     return alerts
 
 
-def base_url() -> str:
-    """Where the handbook is published: ``$HANDBOOK_BASE_URL`` or :data:`DEFAULT_BASE_URL`."""
-    url = os.environ.get("HANDBOOK_BASE_URL") or DEFAULT_BASE_URL
-    return url if url.endswith("/") else url + "/"
-
-
 _ANCHOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PAGE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\.html")
 
@@ -318,222 +306,4 @@ def check_alerts(alerts: list[Alert], base_url: str = DEFAULT_BASE_URL) -> list[
             alert.for_seconds  # noqa: B018 - parse it
         except ValueError as exc:
             add(f"alert {alert.name}: 'for': {exc}")
-    return findings
-
-
-def required_cases(alert: Alert) -> tuple[str, ...]:
-    """The unit-test cases the alert needs (see the header of the rule tests)."""
-    if alert.threshold is not None and alert.threshold.op in ("==", "!="):
-        return EQUALITY_CASES
-    return THRESHOLD_CASES
-
-
-# --------------------------------------------------------------------------- rule tests
-
-
-def rule_test_files(directory: Path = RULE_TESTS_DIR) -> list[Path]:
-    return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
-
-
-@dataclass
-class RuleTestGroup:
-    file: Path
-    line: int
-    name: str
-    alert: str  # the part before ": "
-    case: str  # the part after it
-    # (eval_time in seconds, alertname, expected alerts) per alert_rule_test entry
-    checks: list[tuple[float, str, list[dict]]]
-
-
-def load_rule_tests(path: Path) -> tuple[dict, list[RuleTestGroup]]:
-    """A promtool test file and its named groups; ConfigError (file:line) if malformed."""
-    data = load_yaml(path)
-    where = rel(path)
-    if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
-        raise ConfigError(f"{where}:1: a promtool test file is a mapping with a 'tests' list")
-    groups = []
-    for group in data["tests"]:
-        if not isinstance(group, dict):
-            raise ConfigError(f"{where}:{line_of(data, 'tests')}: a test group is a mapping")
-        name = str(group.get("name") or "")
-        alert, _, case = name.partition(": ")
-        checks = []
-        for check in group.get("alert_rule_test") or []:
-            try:
-                eval_time = parse_duration(check.get("eval_time", ""))
-            except ValueError as exc:
-                raise ConfigError(f"{where}:{line_of(check)}: eval_time: {exc}") from None
-            checks.append(
-                (eval_time, str(check.get("alertname", "")), check.get("exp_alerts") or [])
-            )
-        groups.append(RuleTestGroup(path, line_of(group), name, alert, case, checks))
-    return data, groups
-
-
-def check_rule_tests(
-    alerts: list[Alert],
-    test_files: Iterable[Path] | None = None,
-    rules_file: Path | None = None,
-) -> list[Finding]:
-    """Does every alert have every case of :func:`required_cases`, and does each case test it?
-
-    A case "fires ..." must expect the alert with its severity and its runbook_url; a
-    case "silent ..." must expect no alert; the ``for`` boundary case must expect
-    silence one evaluation interval before it expects the alert.
-    """
-    test_files = list(rule_test_files() if test_files is None else test_files)
-    rules_file = Path(rules_file or (alerts[0].source if alerts else RULES_FILE)).resolve()
-    by_name = {alert.name: alert for alert in alerts}
-    found: dict[tuple[str, str], RuleTestGroup] = {}
-    findings: list[Finding] = []
-    if not test_files:
-        findings.append(Finding(rel(RULE_TESTS_DIR), None, "no promtool test files (*.yml)"))
-    for path in test_files:
-        data, groups = load_rule_tests(path)
-        where = rel(path)
-        resolved = {(path.parent / str(p)).resolve() for p in data.get("rule_files") or []}
-        if rules_file not in resolved:
-            findings.append(
-                Finding(
-                    where,
-                    line_of(data, "rule_files") or 1,
-                    f"rule_files does not name {rel(rules_file)} (paths are relative to the "
-                    "test file; promtool only warns when a path matches nothing)",
-                )
-            )
-        interval = parse_duration(data.get("evaluation_interval", "1m"))
-        for group in groups:
-            findings.extend(_check_group(group, by_name, interval, found))
-    for alert in alerts:
-        for case in required_cases(alert):
-            if (alert.name, case) not in found:
-                findings.append(
-                    Finding(
-                        rel(alert.source),
-                        alert.line,
-                        f"alert {alert.name} has no promtool unit test '{case}': add a group "
-                        f'named "{alert.name}: {case}" to {rel(RULE_TESTS_DIR)}/',
-                    )
-                )
-    return findings
-
-
-def _check_group(
-    group: RuleTestGroup,
-    alerts: dict[str, Alert],
-    interval: float,
-    found: dict[tuple[str, str], RuleTestGroup],
-) -> list[Finding]:
-    where, line = rel(group.file), group.line
-    if group.alert not in alerts or not group.case:
-        return [
-            Finding(
-                where,
-                line,
-                f"test group {group.name!r} is not named '<Alert>: <case>' for an alert of "
-                f"the rules file ({', '.join(alerts)})",
-            )
-        ]
-    alert = alerts[group.alert]
-    findings = []
-    if (alert.name, group.case) in found:
-        other = found[(alert.name, group.case)]
-        findings.append(
-            Finding(
-                where, line, f"duplicate test group name (first at {rel(other.file)}:{other.line})"
-            )
-        )
-    found.setdefault((alert.name, group.case), group)
-    own = [check for check in group.checks if check[1] == alert.name]
-    for _, alertname, _ in group.checks:
-        if alertname != alert.name:
-            findings.append(
-                Finding(where, line, f"group {group.name!r} tests alertname {alertname!r}")
-            )
-    firing = [(t, exp) for t, _, exp in own if exp]
-    silent = [t for t, _, exp in own if not exp]
-    for _, expected in firing:
-        for exp_alert in expected:
-            labels = exp_alert.get("exp_labels") or {}
-            annotations = exp_alert.get("exp_annotations") or {}
-            for key, value in alert.labels.items():
-                if str(labels.get(key)) != value:
-                    findings.append(
-                        Finding(where, line, f"exp_labels.{key} should be {value!r} (the rule's)")
-                    )
-            if annotations.get("runbook_url") != alert.runbook_url:
-                findings.append(
-                    Finding(
-                        where,
-                        line,
-                        f"exp_annotations.runbook_url should be {alert.runbook_url!r} "
-                        f"(the rule's, {alert.location})",
-                    )
-                )
-    if group.case == FOR_BOUNDARY_CASE:
-        pairs = [(t, s) for t, _ in firing for s in silent if t - s == interval]
-        if not pairs:
-            findings.append(
-                Finding(
-                    where,
-                    line,
-                    f"the 'for' boundary needs exp_alerts: [] at one eval_time and the firing "
-                    f"alert {interval:g}s (one evaluation_interval) later",
-                )
-            )
-    elif group.case.startswith("fires"):
-        if not firing:
-            findings.append(
-                Finding(where, line, f"a 'fires' case must expect {alert.name} to fire")
-            )
-    elif group.case.startswith("silent") and (not silent or firing):
-        findings.append(
-            Finding(
-                where, line, f"a 'silent' case must only expect exp_alerts: [] for {alert.name}"
-            )
-        )
-    if not own:
-        findings.append(Finding(where, line, f"no alert_rule_test for alertname {alert.name}"))
-    return findings
-
-
-def check_metrics(
-    alerts: list[Alert], catalogue: MetricCatalogue, exporters: KnownNames | None = None
-) -> list[Finding]:
-    """Each metric an alert uses is ERPGo's (in the catalogue) or a name the real exporters
-    export (conf/metrics/exporters.yml); each label it names exists on those metrics."""
-    findings = []
-    known = catalogue.series_names()
-    exporters = exporters or load_known_names()
-    for alert in alerts:
-        names = metric_names(alert.expr)
-        available: set[str] = set()
-        for name in sorted(names):
-            if name in known:
-                available |= catalogue.labels_of(name)
-            elif name in exporters.names():
-                available |= SCRAPE_LABELS
-            else:
-                findings.append(
-                    Finding(
-                        rel(alert.source),
-                        alert.expr_line,
-                        f"alert {alert.name} uses {name}, which is neither in "
-                        f"{rel(catalogue.path)} nor a known exporter metric "
-                        f"({rel(exporters.path)}): declare it in one of them",
-                    )
-                )
-        exporter_only = all(n.startswith(tuple(EXPORTER_PREFIXES)) for n in names)
-        for label in sorted(label_names(alert.expr) - available):
-            if exporter_only and label not in SCRAPE_LABELS:
-                continue  # exporter labels are checked against the real exporters
-            findings.append(
-                Finding(
-                    rel(alert.source),
-                    alert.expr_line,
-                    f"alert {alert.name} names label {label!r}, which none of its metrics "
-                    f"({', '.join(sorted(names))}) has according to {rel(catalogue.path)}",
-                )
-            )
     return findings

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from handbook import snippet as snippets
+from handbook.paths import SNIPPETS
+from handbook.prometheus import alerts, promql
 from handbook.servers.base import Server
 from handbook.servers.ports import HOST, free_port
 
@@ -225,10 +228,6 @@ def value_of(text: str, name: str) -> float | None:
 
 def used_names() -> dict[str, list[str]]:
     """Every metric name the alert rules and PromQL snippets select -> where (file:line)."""
-    from handbook import snippet as snippets
-    from handbook.paths import SNIPPETS
-    from handbook.prometheus import alerts, promql
-
     used: dict[str, list[str]] = {}
     for alert in alerts.load_rules():
         for name in promql.metric_names(alert.expr):

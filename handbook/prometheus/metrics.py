@@ -4,7 +4,8 @@
 meaning). ``conf/metrics/exporters.yml`` lists the names the handbook uses from
 the real postgres_exporter and redis_exporter, and the series Prometheus writes
 itself (``ALERTS``, ``up``); tests/test_exporters.py proves those names against the
-real exporters. An alert rule or PromQL snippet may name nothing else.
+real exporters. An alert rule or PromQL snippet may name nothing else:
+:func:`check_metrics` holds the alert rules to that.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handbook.paths import CONF, rel
-from handbook.yamlfile import ConfigError
+from handbook.prometheus.alerts import Alert
+from handbook.prometheus.promql import label_names, metric_names
+from handbook.yamlfile import ConfigError, Finding
 from handbook.yamlfile import line as line_of
 from handbook.yamlfile import load as load_yaml
 
@@ -178,3 +181,44 @@ def load_known_names(path: Path | str = EXPORTER_NAMES) -> KnownNames:
         raise ConfigError(f"{where}:{line_of(data, 'prometheus')}: 'prometheus' maps names")
     prometheus = {str(name): line_of(own, name) for name in own}
     return KnownNames(path, exporters, versions, prometheus)
+
+
+def check_metrics(
+    alerts: list[Alert], catalogue: MetricCatalogue, exporters: KnownNames | None = None
+) -> list[Finding]:
+    """Each metric an alert uses is ERPGo's (in the catalogue) or a name the real exporters
+    export (conf/metrics/exporters.yml); each label it names exists on those metrics."""
+    findings = []
+    known = catalogue.series_names()
+    exporters = exporters or load_known_names()
+    for alert in alerts:
+        names = metric_names(alert.expr)
+        available: set[str] = set()
+        for name in sorted(names):
+            if name in known:
+                available |= catalogue.labels_of(name)
+            elif name in exporters.names():
+                available |= SCRAPE_LABELS
+            else:
+                findings.append(
+                    Finding(
+                        rel(alert.source),
+                        alert.expr_line,
+                        f"alert {alert.name} uses {name}, which is neither in "
+                        f"{rel(catalogue.path)} nor a known exporter metric "
+                        f"({rel(exporters.path)}): declare it in one of them",
+                    )
+                )
+        exporter_only = all(n.startswith(tuple(EXPORTER_PREFIXES)) for n in names)
+        for label in sorted(label_names(alert.expr) - available):
+            if exporter_only and label not in SCRAPE_LABELS:
+                continue  # exporter labels are checked against the real exporters
+            findings.append(
+                Finding(
+                    rel(alert.source),
+                    alert.expr_line,
+                    f"alert {alert.name} names label {label!r}, which none of its metrics "
+                    f"({', '.join(sorted(names))}) has according to {rel(catalogue.path)}",
+                )
+            )
+    return findings

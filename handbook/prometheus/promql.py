@@ -1,151 +1,81 @@
-"""Reading PromQL without a Prometheus: the metric and label names an expression
-uses, the threshold of an alert expression, and Prometheus durations.
+"""Reading PromQL without a Prometheus: the metric and label names an expression uses,
+the threshold of an alert expression, and Prometheus durations.
 
-This is not a parser (promtool is the judge of syntax); it tokenises well enough to
-tell metric names from functions, label names and keywords.
+The syntax tree comes from ``promql-parser`` (Prometheus 2.45's grammar, in Rust).
+promtool stays the judge of what Prometheus accepts: an expression the parser refuses
+raises :class:`PromQLSyntaxError`, and a caller that also runs promtool lets promtool
+say (and locate) what is wrong.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+)
-    |(?P<comment>\#[^\n]*)
-    |(?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
-    |(?P<duration>(?:\d+(?:ms|[smhdwy]))+)(?![\w.])
-    |(?P<number>(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?
-        |(?i:inf|nan))(?![\w:]))
-    |(?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
-    |(?P<op>==|!=|>=|<=|=~|!~|[-+*/%^<>=,(){}\[\]@:])
-    """,
-    re.VERBOSE,
-)
+import promql_parser
+
 COMPARISONS = ("==", "!=", ">=", "<=", ">", "<")
 SET_OPERATORS = ("and", "or", "unless")
-_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-_AGGREGATORS = {
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-}
-_KEYWORDS = _GROUPING | _AGGREGATORS | set(SET_OPERATORS) | {"bool", "offset", "atan2"}
-_OPEN = {"(": ")", "[": "]", "{": "}"}
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    pos: int
+class PromQLSyntaxError(ValueError):
+    """The parser cannot read the expression; promtool says where it is wrong."""
 
 
-def _tokens(expr: str) -> list[_Token]:
-    tokens, pos = [], 0
-    while pos < len(expr):
-        match = _TOKEN.match(expr, pos)
-        if not match:
-            raise ValueError(f"cannot read the expression at {expr[pos : pos + 20]!r}")
-        kind = match.lastgroup or ""
-        if kind not in ("ws", "comment"):
-            tokens.append(_Token(kind, match.group(), pos))
-        pos = match.end()
-    return tokens
+def parse(expr: str) -> promql_parser.Expr:
+    """The syntax tree of ``expr``; :class:`PromQLSyntaxError` when it does not parse."""
+    try:
+        return promql_parser.parse(expr)
+    except ValueError as exc:
+        raise PromQLSyntaxError(f"cannot parse the expression: {exc}") from None
 
 
-def _depths(tokens: list[_Token]) -> list[int]:
-    """For each token, how deep inside (), [] and {} it is (a closing bracket counts as inside)."""
-    depth, out = 0, []
-    for token in tokens:
-        if token.kind == "op" and token.text in _OPEN:
-            out.append(depth)
-            depth += 1
-        elif token.kind == "op" and token.text in _OPEN.values():
-            depth -= 1
-            out.append(depth)
-        else:
-            out.append(depth)
-    return out
+def nodes(expr: str) -> list[promql_parser.Expr]:
+    """Every node of the expression's syntax tree, depth first."""
+    found: list[promql_parser.Expr] = []
+    promql_parser.walk(parse(expr), found.append)
+    return found
 
 
-def _skip_group(tokens: list[_Token], start: int) -> int:
-    """Index after the bracket group opening at ``start``."""
-    depth = 0
-    for index in range(start, len(tokens)):
-        text = tokens[index].text if tokens[index].kind == "op" else ""
-        if text in _OPEN:
-            depth += 1
-        elif text in _OPEN.values():
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return len(tokens)
+def _matchers(selector: promql_parser.VectorSelector) -> list[promql_parser.Matcher]:
+    matchers = selector.matchers
+    return [*matchers.matchers, *(m for group in matchers.or_matchers for m in group)]
 
 
 def metric_names(expr: str) -> set[str]:
     """The metric names an expression selects, as scraped: ``{"erpgo_x_bucket", "pg_up"}``.
 
-    Function and aggregation names, label names (in ``{}`` and in ``by``/``on``
-    clauses), durations and keywords are not metric names. ``{__name__="x"}`` is.
+    Function and aggregation names, label names, durations and keywords are not metric
+    names; ``{__name__="x"}`` is.
     """
-    tokens, names, index = _tokens(expr), set(), 0
-    while index < len(tokens):
-        token = tokens[index]
-        nxt = tokens[index + 1] if index + 1 < len(tokens) else None
-        if token.kind == "op" and token.text == "{":
-            end = _skip_group(tokens, index)
-            inner = tokens[index + 1 : end - 1]
-            for i in range(len(inner) - 2):
-                if inner[i].text == "__name__" and inner[i + 1].text == "=":
-                    names.add(inner[i + 2].text[1:-1])
-            index = end
+    names = set()
+    for node in nodes(expr):
+        if not isinstance(node, promql_parser.VectorSelector):
             continue
-        if token.kind == "ident" and token.text in _GROUPING:
-            index += 1
-            if index < len(tokens) and tokens[index].text == "(":
-                index = _skip_group(tokens, index)
-            continue
-        is_call = nxt is not None and nxt.kind == "op" and nxt.text == "("
-        if token.kind == "ident" and token.text not in _KEYWORDS and not is_call:
-            names.add(token.text)
-        index += 1
+        if node.name:
+            names.add(node.name)
+        names.update(
+            m.value
+            for m in _matchers(node)
+            if m.name == "__name__" and m.op == promql_parser.MatchOp.Equal
+        )
     return names
 
 
 def label_names(expr: str) -> set[str]:
-    """Every label name an expression mentions: in matchers and in by/without/on/ignoring."""
-    tokens, labels, index = _tokens(expr), set(), 0
-    while index < len(tokens):
-        token = tokens[index]
-        if token.kind == "op" and token.text == "{":
-            end = _skip_group(tokens, index)
-            inner = tokens[index + 1 : end - 1]
-            for i, inner_token in enumerate(inner[:-1]):
-                matcher = inner[i + 1].text in ("=", "!=", "=~", "!~")
-                if inner_token.kind == "ident" and matcher and inner_token.text != "__name__":
-                    labels.add(inner_token.text)
-            index = end
-            continue
-        opens = index + 1 < len(tokens) and tokens[index + 1].text == "("
-        if token.kind == "ident" and token.text in _GROUPING and opens:
-            end = _skip_group(tokens, index + 1)
-            labels.update(t.text for t in tokens[index + 2 : end - 1] if t.kind == "ident")
-            index = end
-            continue
-        index += 1
+    """Every label name an expression mentions: in matchers and in by/without/on/ignoring
+    and group_left/group_right."""
+    labels = set()
+    for node in nodes(expr):
+        if isinstance(node, promql_parser.VectorSelector):
+            labels.update(m.name for m in _matchers(node) if m.name != "__name__")
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            labels.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                labels.update(node.modifier.matching.labels)
+            labels.update(node.modifier.group_labels or ())
     return labels
 
 
@@ -154,62 +84,84 @@ class Threshold:
     op: str  # the top-level comparison: ">", "<", "==", ...
     literal: str  # the number as written: "0.05"
     lhs: str  # the measured value, without the comparison: what $value is
-
-    @property
-    def value(self) -> float:
-        return float(self.literal)
+    value: float  # the number the literal means
 
     def __str__(self) -> str:
         return f"{self.op} {self.literal}"
 
 
+# The end of a threshold expression as written: "<op> [bool] <number> [# comment]". Only
+# used to keep the reader's spelling ("7e-1", not "0.7"); the syntax tree decides.
+_NUMBER = r"[-+]?\s*(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI]nf|[nN]a[nN])"
+_TAIL = re.compile(
+    rf"(?P<op>==|!=|>=|<=|>|<)\s*(?P<literal>{_NUMBER})\s*(?:#[^\n]*\s*)*\Z", re.DOTALL
+)
+
+
+def _describe(node: promql_parser.Expr) -> str:
+    if isinstance(node, promql_parser.BinaryExpr):
+        return f"'{node.op}'"
+    if isinstance(node, promql_parser.ParenExpr):
+        return "'( ... )'"
+    if isinstance(node, promql_parser.Call):
+        return f"'{node.func.name}( ... )'"
+    return f"{str(node)!r}"
+
+
+def _same_number(literal: str, value: float) -> bool:
+    try:
+        written = promql_parser.parse(literal.replace(" ", ""))
+    except ValueError:
+        return False
+    if not isinstance(written, promql_parser.NumberLiteral):
+        return False
+    return written.val == value or (math.isnan(written.val) and math.isnan(value))
+
+
 def extract_threshold(expr: str) -> Threshold:
-    """The comparison at the top level of ``expr`` and the literal on its right.
+    """The comparison at the top level of ``expr`` and the number on its right.
 
     Raises ``ValueError`` (saying how to write the expression) when the top level is
-    not ``<measured value> <op> <number>``.
+    not ``<measured value> <op> <number>``; :class:`PromQLSyntaxError` when it does not
+    parse.
     """
-    tokens = _tokens(expr)
-    depths = _depths(tokens)
-    top = [(i, t) for i, (t, d) in enumerate(zip(tokens, depths, strict=True)) if d == 0]
-    for _, token in top:
-        if token.kind == "ident" and token.text in SET_OPERATORS:
-            raise ValueError(
-                f"the top level is '{token.text}', not a comparison: put the filter in "
-                "parentheses and end with '<measured value> <op> <number>'"
-            )
-    comparisons = [(i, t) for i, t in top if t.kind == "op" and t.text in COMPARISONS]
-    if len(comparisons) != 1:
+    tree = parse(expr)
+    op = str(tree.op) if isinstance(tree, promql_parser.BinaryExpr) else ""
+    if op in SET_OPERATORS:
         raise ValueError(
-            f"expected exactly one comparison outside parentheses, found {len(comparisons)}: "
-            "end the expression with '<measured value> <op> <number>'"
+            f"the top level is '{op}', not a comparison: put the filter in parentheses and "
+            "end with '<measured value> <op> <number>'"
         )
-    index, op = comparisons[0]
-    rhs = tokens[index + 1 :]
-    if rhs and rhs[0].kind == "ident" and rhs[0].text == "bool":
-        raise ValueError("'bool' turns the comparison into 0/1 and the alert would always fire")
-    literal = "".join(t.text for t in rhs)
-    numbers = [t for t in rhs if t.kind == "number"]
-    signs = [t for t in rhs if t.kind == "op" and t.text in "+-"]
-    if len(numbers) != 1 or len(rhs) != len(numbers) + len(signs) or len(signs) > 1:
+    if op not in COMPARISONS:
         raise ValueError(
-            f"the right of '{op.text}' is {literal!r}, not a single number: write the "
+            f"the top level is {_describe(tree)}, not a comparison: end the expression "
+            "with '<measured value> <op> <number>' outside parentheses"
+        )
+    if tree.modifier is not None and tree.modifier.return_bool:
+        raise ValueError("'bool' turns the comparison into 0/1 and the alert would always fire")
+    if not isinstance(tree.rhs, promql_parser.NumberLiteral):
+        raise ValueError(
+            f"the right of '{op}' is {str(tree.rhs)!r}, not a single number: write the "
             "threshold as one literal, e.g. '... > 0.05'"
         )
-    lhs = expr[: op.pos].strip()
-    if not lhs:
-        raise ValueError(f"nothing on the left of '{op.text}'")
-    return Threshold(op=op.text, literal=literal, lhs=lhs)
-
-
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    tail = _TAIL.search(expr)
+    if tail and tail["op"] == op and _same_number(tail["literal"], tree.rhs.val):
+        literal, lhs = tail["literal"].replace(" ", ""), expr[: tail.start()].strip()
+    else:  # written in a way the pattern does not know: the parser's own spelling
+        literal, lhs = f"{tree.rhs.val:g}", str(tree.lhs)
+    return Threshold(op=op, literal=literal, lhs=lhs, value=tree.rhs.val)
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a Prometheus duration: ``"5m"`` -> 300.0, ``"1h30m"`` -> 5400.0."""
     text = str(text).strip()
-    parts = _DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r} (write e.g. 5m, 90s, 1h30m)")
-    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    # A zero duration ("0s", a rule without 'for', an eval_time of 0m) is valid in the
+    # rule files; the parser only takes positive ones (PromQL ranges): check its form.
+    zero = bool(re.fullmatch(r"[0a-z]+", text)) and "0" in text
+    try:
+        delta = promql_parser.parse_duration(re.sub(r"0+", "1", text) if zero else text)
+    except ValueError:
+        raise ValueError(
+            f"not a Prometheus duration: {text!r} (write e.g. 5m, 90s, 1h30m)"
+        ) from None
+    return 0.0 if zero else delta.total_seconds()

@@ -14,13 +14,8 @@ from pathlib import Path
 import yaml
 
 from handbook.paths import rel
-from handbook.prometheus.alerts import (
-    RULES_FILE,
-    RuleTestGroup,
-    load_rule_tests,
-    load_rules,
-    rule_test_files,
-)
+from handbook.prometheus.alerts import RULES_FILE, load_rules
+from handbook.prometheus.ruletests import RuleTestGroup, load_rule_tests, rule_test_files
 from handbook.prometheus.tools import ToolResult, require_tool, run
 from handbook.yamlfile import ConfigError, Finding, plain
 

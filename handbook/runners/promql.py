@@ -71,8 +71,8 @@ def unknown_metrics(
     body = snippet.body()
     try:
         names = promql.metric_names(body)
-    except ValueError as exc:
-        return [f"{snippet.name}:{snippet.body_start}: cannot read the expression: {exc}"]
+    except promql.PromQLSyntaxError:
+        return []  # promtool, run next, says what is wrong and on which line
     messages = []
     for name in sorted(names - exists):
         offset = next((i for i, ln in enumerate(body.splitlines()) if name in ln), 0)
@@ -92,7 +92,10 @@ def unknown_labels(
     synthetic data looks like what ERPGo exposes)."""
     catalogue = catalogue or metrics.load_metric_catalogue()
     body, messages = snippet.body(), []
-    names = promql.metric_names(body)
+    try:
+        names = promql.metric_names(body)
+    except promql.PromQLSyntaxError:
+        names = set()  # promtool, run next, says what is wrong and on which line
     if names and all(catalogue.lookup(name) for name in names):
         available = set().union(*(catalogue.labels_of(name) for name in names))
         for label in sorted(promql.label_names(body) - available):
