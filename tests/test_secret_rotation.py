@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import redis
 
 import handbook.pytest_plugin
 from handbook.drills import pool as drill
@@ -30,7 +31,6 @@ from handbook.pytest_plugin import unavailable
 from handbook.runners import redis as redis_runner
 from handbook.runners import shell, sql
 from handbook.schema.databases import psql
-from handbook.servers import resp
 from handbook.servers.account import service_account
 from handbook.servers.base import ServerStartError, ServerUnavailable
 from handbook.servers.postgres import scram_verifier
@@ -150,14 +150,16 @@ def test_redis_acl_rotation_keeps_two_passwords_live(redis_server, request, tmp_
     secret = tmp_path / "erpgo-redis.env"
     env = srv.env("admin") | {"ERPGO_REDIS_SECRET_FILE": str(secret)}
     url = urlsplit(srv.admin_env["REDIS_URL"])
-    address = (url.hostname, url.port)
+
+    def client(user: str, password: str) -> redis.Redis:
+        return redis.Redis(host=url.hostname, port=url.port, username=user, password=password)
 
     def auth(password: str) -> bool:
         try:
-            resp.call(address, ("PING",), user="erpgo_app", password=password)
-        except resp.RespError:
+            with client("erpgo_app", password) as app:
+                return app.ping()
+        except redis.AuthenticationError:
             return False
-        return True
 
     def hashes() -> list[str]:
         out = drill.require(redis_runner.run(REDIS_USER, srv, env), REDIS_USER.name)
@@ -167,7 +169,8 @@ def test_redis_acl_rotation_keeps_two_passwords_live(redis_server, request, tmp_
         # The user as redis.conf defines it (keys and commands), with its first password.
         admin = srv.admin_env["REDISCLI_AUTH"]
         rule = ("ACL", "SETUSER", "erpgo_app", "on", "~erpgo:*", "+@read", "+@write", "+ping")
-        assert resp.call(address, rule, user="default", password=admin) == ["OK"]
+        with client("default", admin) as default:
+            assert default.execute_command(*rule) == b"OK"
         drill.require(run_shell(REDIS_STEP1, env, srv), REDIS_STEP1.name)
         old = rotation.read_secret(secret)["ERPGO_REDIS_PASSWORD"]
         assert hashes() == [rotation.fingerprint(old)]

@@ -24,8 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from handbook.paths import CONF, rel
-from handbook.servers import cleanup, resp, scratch
+from handbook.servers import cleanup, scratch
 from handbook.servers.base import ServerStartError, major_of
 from handbook.servers.ports import HOST, free_port
 
@@ -226,8 +228,24 @@ class Booted:
     def address(self) -> tuple[str, int]:
         return (HOST, self.port)
 
-    def call(self, *commands: tuple[str, ...], user: str | None, password: str | None):
-        return resp.call(self.address, *commands, user=user, password=password)
+    def client(self, user: str | None = None, password: str | None = None) -> redis.Redis:
+        """A redis-py client of this server, as ``user`` (or the default user); close it."""
+        return redis.Redis(
+            host=HOST, port=self.port, username=user, password=password,
+            decode_responses=True, socket_timeout=5, socket_connect_timeout=5,
+        )  # fmt: skip
+
+    def call(
+        self, *commands: tuple[str, ...], user: str | None, password: str | None
+    ) -> list[object]:
+        """Send ``commands`` in one round trip; their replies in order, as redis-py reads
+        them, an error reply as the ``redis.ResponseError`` it stands for (NOPERM:
+        ``redis.exceptions.NoPermissionError``). A refused login raises
+        ``redis.AuthenticationError``."""
+        with self.client(user, password) as client, client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute(raise_on_error=False)
 
     def log(self) -> str:
         text = ""
@@ -289,7 +307,7 @@ def _launch(
         while time.monotonic() < deadline:
             if booted.proc.poll() is not None:
                 break
-            with contextlib.suppress(OSError, resp.RespError):
+            with contextlib.suppress(OSError, redis.RedisError):
                 if ready(booted):
                     return booted
             time.sleep(0.02)
@@ -321,8 +339,8 @@ def boot_redis(binary: Path, conf: Path = REDIS_CONF, acl: Path = USERS_ACL) -> 
         }
 
     def ready(booted: Booted) -> bool:
-        pong = booted.call(("PING",), user=ADMIN, password=secrets_["REDIS_ADMIN_PASSWORD"])
-        return pong == ["PONG"]
+        with booted.client(ADMIN, secrets_["REDIS_ADMIN_PASSWORD"]) as client:
+            return client.ping()
 
     return _launch(binary, conf, render(conf, secrets_), overrides, secrets_, ready)
 
@@ -345,7 +363,7 @@ def boot_sentinel(binary: Path, master: Booted, conf: Path = SENTINEL_CONF) -> B
         }
 
     def ready(booted: Booted) -> bool:
-        pong = booted.call(("PING",), user=None, password=secrets_["SENTINEL_PASSWORD"])
-        return pong == ["PONG"]
+        with booted.client(None, secrets_["SENTINEL_PASSWORD"]) as client:
+            return client.ping()
 
     return _launch(binary, conf, render(conf, secrets_), overrides, secrets_, ready, True)

@@ -10,12 +10,10 @@ naming the variable, since someone asked for it explicitly.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from . import resp
 from .base import Candidate, Server, ServerConfigError, ServerUnavailable
 from .postgres import MONITOR_OPTIONS
 from .redis import find_client
@@ -52,6 +50,18 @@ def _psycopg():
             "dependency group (`pip install --group tests`), or unset the variable"
         ) from None
     return psycopg
+
+
+def _redis():
+    try:
+        # Imported here: only needed when an external server is configured.
+        import redis
+    except ImportError:
+        raise ServerUnavailable(
+            f"{REDIS_URL_VAR} is set, but reading it needs redis-py: install the `tests` "
+            "dependency group (`pip install --group tests`), or unset the variable"
+        ) from None
+    return redis
 
 
 def pg_env(dsn: str) -> dict[str, str]:
@@ -136,35 +146,17 @@ def redis_candidate(url: str) -> Candidate:
     where = f"{parts.hostname}:{parts.port or 6379}"
     client = find_client()
     password = unquote(parts.password) if parts.password else None
+    redis = _redis()
     try:
-        if client is not None:
-            result = subprocess.run(
-                [str(client.path), "--no-auth-warning", "-u", url, "INFO", "server"],
-                capture_output=True, text=True, timeout=15, check=False,
-            )  # fmt: skip
-            text = result.stdout
-            if "redis_version" not in text:
-                raise OSError((result.stderr or result.stdout).strip() or "no INFO reply")
-        elif parts.scheme == "redis":
-            user = unquote(parts.username) if parts.username else None
-            (text,) = resp.call(
-                (parts.hostname, parts.port or 6379),
-                ("INFO", "server"),
-                user=user,
-                password=password,
-            )
-            if isinstance(text, resp.RespError):
-                raise OSError(str(text))
-        else:
-            raise OSError("rediss:// needs redis-cli, and none was found")
-    except (OSError, resp.RespError, subprocess.TimeoutExpired) as exc:
+        with redis.Redis.from_url(url, socket_timeout=15, socket_connect_timeout=15) as server:
+            fields = server.info("server")
+    except (OSError, redis.RedisError) as exc:
         raise ServerConfigError(
             f"{REDIS_URL_VAR}: cannot ask {where} for INFO server: {exc}. "
             "Fix the URL or unset the variable."
         ) from None
-    fields = resp.info(str(text))
     product = "Valkey" if "valkey_version" in fields else "Redis"
-    version = fields.get("valkey_version") or fields["redis_version"]
+    version = str(fields.get("valkey_version") or fields["redis_version"])
     env = {"REDIS_URL": url, **({"REDISCLI_AUTH": password} if password else {})}
     server = Server(
         kind="redis",
