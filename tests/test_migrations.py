@@ -468,7 +468,7 @@ def test_seed_refuses_an_unmigrated_database_naming_the_line(db):
     message = str(error.value)
     assert "ERROR:  the ERPGo schema is missing" in message
     assert "apply snippets/migrations first" in message
-    where = re.search(r"^handbook/seed\.py:(\d+): ERROR:", message, re.MULTILINE)
+    where = re.search(r"^handbook/schema/seed\.py:(\d+): ERROR:", message, re.MULTILINE)
     assert where, message
     line = Path(sd.__file__).read_text().splitlines()[int(where[1]) - 1]
     assert line == "$check$;", f"{where[0]} points at {line!r}"
