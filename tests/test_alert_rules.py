@@ -496,7 +496,7 @@ def test_idle_services_measure_no_nan_and_no_inf(promtool, tmp_path):
                     ],
                 }
             )
-    assert len(tests) == len(ALERTS)
+    assert len(tests) == sum("silent with no traffic" in required_cases(a) for a in ALERTS)
     path = tmp_path / "idle_test.yml"
     path.write_text(yaml.safe_dump({"rule_files": [], "tests": tests}), encoding="utf-8")
     result = promtool_test_rules(path)
@@ -620,7 +620,9 @@ def test_the_config_holds_no_secret():
         if isinstance(node, dict):
             for key, value in node.items():
                 templated = isinstance(value, str) and "{{" in value  # a link, not a secret
-                assert key not in inline or templated, (
+                # a webhook URL that names a check, its token read from a file
+                token_file = key == "url" and "credentials_file" in str(node.get("http_config"))
+                assert key not in inline or templated or token_file, (
                     f"{rel(ALERTMANAGER_CONFIG)}: {path}.{key} is inline: use {key}_file"
                 )
                 walk(value, f"{path}.{key}")
@@ -644,6 +646,8 @@ def test_critical_pages_and_warning_goes_to_chat(amtool, name):
     alert = BY_NAME[name]
     receivers = amtool_routes(alert.notification_labels())
     expected = PAGING_RECEIVER if alert.severity == "critical" else CHAT_RECEIVER
+    if alert.severity == "none":  # the Watchdog: a heartbeat for the dead man's switch
+        expected = "deadmans-switch"
     assert receivers == [expected], f"{alert.location}: {name} ({alert.severity}) -> {receivers}"
 
 
@@ -688,6 +692,8 @@ def test_every_notification_shows_the_runbook_url(amtool, name):
     alert = BY_NAME[name]
     for receiver in am_config()["receivers"]:
         fields = _templated_strings(receiver)
+        if not fields and set(receiver) == {"name", "webhook_configs"}:
+            continue  # a webhook posts the alerts as JSON, their runbook_url included
         assert fields, f"receiver {receiver['name']} uses no template"
         separator = "\n<<<field>>>\n"
         rendered = amtool_render(separator.join(fields), _notification_data(alert, "x"))

@@ -24,7 +24,13 @@ from handbook.yamlfile import load as load_yaml
 METRIC_CATALOGUE = CONF / "metrics" / "erpgo.yml"
 EXPORTER_NAMES = CONF / "metrics" / "exporters.yml"
 # Metrics that are not ERPGo's own come from these exporters, under their real names.
-EXPORTER_PREFIXES = {"pg_": "postgres_exporter", "redis_": "redis_exporter"}
+EXPORTER_PREFIXES = {
+    "pg_": "postgres_exporter",
+    "redis_": "redis_exporter",
+    # Alertmanager's own /metrics (job alertmanager): tests/test_meta_monitoring.py
+    # scrapes a real Alertmanager for these names.
+    "alertmanager_": "alertmanager",
+}
 # Labels Prometheus attaches to every scraped series, exporters' included.
 SCRAPE_LABELS = frozenset({"job", "instance"})
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary")

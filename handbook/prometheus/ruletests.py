@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handbook.paths import CONF, rel
-from handbook.prometheus.alerts import RULES_FILE, Alert
+from handbook.prometheus.alerts import RULES_FILE, Alert, kind_without_threshold
 from handbook.prometheus.promql import parse_duration
 from handbook.yamlfile import ConfigError, Finding
 from handbook.yamlfile import line as line_of
@@ -38,10 +38,25 @@ EQUALITY_CASES = (
     "silent with no traffic",
 )
 FOR_BOUNDARY_CASE = "silent until for has elapsed"
+# A missing series (absent()) has two sides, absent and present; a series that reports 0
+# (a server that is down, with its exporter up) is present.
+ABSENCE_CASES = (
+    "fires when the series is absent",
+    "silent while the series is present",
+    "silent when the series is 0",
+    "silent until for has elapsed",
+)
+# The Watchdog fires at every evaluation, whatever else there is.
+ALWAYS_CASES = ("fires at every evaluation",)
 
 
 def required_cases(alert: Alert) -> tuple[str, ...]:
     """The unit-test cases the alert needs (see the header of the rule tests)."""
+    kind = kind_without_threshold(alert.expr) if alert.threshold is None else None
+    if kind == "absent":
+        return ABSENCE_CASES
+    if kind == "always":
+        return ALWAYS_CASES
     if alert.threshold is not None and alert.threshold.op in ("==", "!="):
         return EQUALITY_CASES
     return THRESHOLD_CASES
