@@ -20,6 +20,7 @@ import sys
 import time
 
 from handbook.paths import ROOT, SNIPPETS, rel
+from handbook.runners import Target
 from handbook.runners import sql as sql_runner
 from handbook.schema import diagnostics, migrations, seed
 from handbook.schema.databases import Databases, psql
@@ -66,10 +67,10 @@ def diagnostics_benchmark(runs: int = 5) -> int:
                     continue
                 if snippet.gate("pg", server.major, server.features):
                     continue
-                outcome = sql_runner.run(snippet, server, monitor)  # warm-up, and a check
+                target = Target.on(server, monitor)
+                outcome = sql_runner.run(snippet, target)  # warm-up, and a check
                 times = [
-                    timed(lambda s=snippet, v=server, m=monitor: sql_runner.run(s, v, m))
-                    for _ in range(runs)
+                    timed(lambda s=snippet, t=target: sql_runner.run(s, t)) for _ in range(runs)
                 ]
                 status = "ok" if outcome.ok else "FAILED"
                 rows.append((cand.label, snippet.name, statistics.median(times), floor, status))
@@ -120,8 +121,9 @@ def main() -> int:
                     databases.ensure(server)
                     for snippet in sql_snippets:
                         with databases.for_snippet(server, snippet.read_only) as senv:
+                            target = Target.on(server, senv)
                             times = [
-                                timed(lambda s=snippet, v=server, e=senv: sql_runner.run(s, v, e))
+                                timed(lambda s=snippet, t=target: sql_runner.run(s, t))
                                 for _ in range(RUNS)
                             ]
                         median = statistics.median(times)

@@ -14,23 +14,19 @@ from typing import NoReturn
 
 import pytest
 
+from handbook import runners
 from handbook import snippet as snippets
 from handbook.paths import rel
 from handbook.prometheus import tools
 from handbook.report import Entry, Report
-from handbook.runners import Outcome, masked
-from handbook.runners import promql as promql_runner
-from handbook.runners import redis as redis_runner
-from handbook.runners import shell as shell_runner
-from handbook.runners import sql as sql_runner
+from handbook.runners import Outcome, Target, masked
 from handbook.schema.databases import Databases
-from handbook.servers.base import Server, ServerUnavailable
-from handbook.servers.pool import ServerPool
+from handbook.servers.base import Server, ServerConfigError, ServerUnavailable
+from handbook.servers.pool import CHOICES, ServerPool
 
 POOL = pytest.StashKey[ServerPool]()
 REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
-CHOICES = ("auto", "local", "docker", "external")
 PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
 
 
@@ -43,17 +39,16 @@ def unavailable(reason: str) -> NoReturn:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("handbook", "ERPGo handbook snippets")
+    providers = f"{', '.join(CHOICES)}, or a comma-separated list"
     group.addoption(
         "--pg",
-        choices=CHOICES,
         default=os.environ.get("HANDBOOK_PG", "auto"),
-        help="where PostgreSQL servers come from (HANDBOOK_PG; default auto)",
+        help=f"where PostgreSQL servers come from: {providers} (HANDBOOK_PG; default auto)",
     )
     group.addoption(
         "--redis",
-        choices=CHOICES,
         default=os.environ.get("HANDBOOK_REDIS", "auto"),
-        help="where Redis servers come from (HANDBOOK_REDIS; default auto)",
+        help=f"where Redis servers come from: {providers} (HANDBOOK_REDIS; default auto)",
     )
     group.addoption(
         "--update-outputs",
@@ -63,7 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    pool = ServerPool(pg=config.getoption("--pg"), redis=config.getoption("--redis"))
+    try:
+        pool = ServerPool(pg=config.getoption("--pg"), redis=config.getoption("--redis"))
+    except ServerConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[POOL] = pool
     config.stash[REPORT] = Report(config.rootpath / "build" / "verification.json")
     config.stash[DATABASES] = Databases()
@@ -133,9 +131,8 @@ class SnippetFile(pytest.File):
         for combo in combinations(pool, kinds):
             labels = "+".join(c.label for c in combo)
             if snippet.mode == "writes" and any(c.read_only for c in combo):
-                self._record(
-                    snippet, labels, "not-run", "external servers run read-only snippets only"
-                )
+                entry = Entry(snippet.name, labels, "not-run", reason=READ_ONLY_SERVERS)
+                self.config.stash[REPORT].add(entry)
                 continue
             reasons = [r for c in combo if (r := snippet.gate(c.kind, c.major, c.features))]
             if reasons:
@@ -150,13 +147,13 @@ class SnippetFile(pytest.File):
             return
         yield from items
 
-    def _record(self, snippet, label, outcome, reason) -> None:
-        self.config.stash[REPORT].add(Entry(snippet.name, label, outcome, reason=reason))
-
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (snippets.SnippetError, ServerUnavailable)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
+
+
+READ_ONLY_SERVERS = "external servers run read-only snippets only"
 
 
 def combinations(pool: ServerPool, kinds: list[str]) -> list[tuple]:
@@ -165,23 +162,58 @@ def combinations(pool: ServerPool, kinds: list[str]) -> list[tuple]:
     if len(kinds) == 1:
         return [(c,) for c in candidates[kinds[0]]]
     pg, redis = candidates["pg"], candidates["redis"]
-    combos = [(c, redis[0]) for c in pg] + [(pg[0], c) for c in redis[1:]]
-    return combos
+    return [(c, redis[0]) for c in pg] + [(pg[0], c) for c in redis[1:]]
 
 
-class SnippetItem(pytest.Item):
-    def __init__(self, *, snippet: snippets.Snippet, combo: tuple, gate: str, **kwargs) -> None:
+class SnippetFailure(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+class SnippetTestItem(pytest.Item):
+    """What every snippet item shares: the snippet, its report entry, and how a failure
+    reads: the runner's located message, then the output (``--- output ---``)."""
+
+    def __init__(self, *, snippet: snippets.Snippet, **kwargs) -> None:
         super().__init__(**kwargs)
         self.snippet = snippet
+
+    def record(self, outcome: str, reason: str = "", **where: str) -> None:
+        """One entry of ``build/verification.json`` for this snippet and item."""
+        entry = Entry(self.snippet.name, self.name, outcome, reason=reason, **where)
+        self.config.stash[REPORT].add(entry)
+
+    def conclude(self, outcome: Outcome, **where: str) -> None:
+        """Record a run's outcome; fail the test with its message when it did not pass."""
+        self.record("passed" if outcome.ok else "failed", outcome.message, **where)
+        if not outcome.ok:
+            raise SnippetFailure(outcome)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SnippetFailure):
+            return excinfo.value.outcome.report()
+        if isinstance(excinfo.value, ServerUnavailable):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, self.snippet.body_start - 1, f"{self.snippet.name}[{self.name}]"
+
+
+class SnippetItem(SnippetTestItem):
+    """A SQL, redis-cli or shell snippet on one combination of servers."""
+
+    def __init__(self, *, combo: tuple, gate: str, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.combo = combo
         self.gate = gate
 
     def runtest(self) -> None:
         pool: ServerPool = self.config.stash[POOL]
         report: Report = self.config.stash[REPORT]
-        first = self.combo[0]
         if self.gate:
-            report.add(Entry(self.snippet.name, self.name, "not-applicable", reason=self.gate))
+            self.record("not-applicable", self.gate)
             pytest.skip(f"not applicable on {self.name}: {self.gate}")
         servers = [pool.get(c.label) for c in self.combo]
         for server in servers:
@@ -192,35 +224,15 @@ class SnippetItem(pytest.Item):
         if outcome.ok:
             outcome = self._compare_output(outcome)
         described = ", ".join(s.describe() for s in servers)
-        report.add(
-            Entry(
-                self.snippet.name,
-                self.name,
-                "passed" if outcome.ok else "failed",
-                server=described,
-                provider=first.provider,
-                reason=outcome.message,
-            )
-        )
-        if not outcome.ok:
-            raise SnippetFailure(outcome)
+        self.conclude(outcome, server=described, provider=self.combo[0].provider)
 
     def _run(self, servers: list[Server]) -> Outcome:
+        """The runner of the snippet's kind, in the database or server its mode gives it:
+        one environment holds every server's connection variables, whatever the kind."""
         databases: Databases = self.config.stash[DATABASES]
-        snippet = self.snippet
-        if snippet.kind == "sql":
-            (server,) = servers
-            with databases.for_snippet(server, snippet.read_only) as env:
-                return sql_runner.run(snippet, server, env)
-        if snippet.kind == "redis":
-            (server,) = servers
-            with databases.for_redis(server, snippet.read_only, self.config.stash[POOL]) as (
-                srv,
-                env,
-            ):
-                return redis_runner.run(snippet, srv, env)
-        with databases.for_shell(servers, snippet.read_only, self.config.stash[POOL]) as env:
-            return shell_runner.run(snippet, env, ", ".join(s.describe() for s in servers))
+        pool: ServerPool = self.config.stash[POOL]
+        with databases.for_shell(servers, self.snippet.read_only, pool, self.snippet.user) as env:
+            return runners.run(self.snippet, Target.on(servers, env))
 
     def _compare_output(self, outcome: Outcome) -> Outcome:
         expected_file = self.snippet.path.with_name(self.snippet.path.name + ".out")
@@ -242,18 +254,8 @@ class SnippetItem(pytest.Item):
             f"{name}:{line}: output differs on {self.name}: expected {want!r}, got {got!r}; "
             f"if the change is right, run pytest {self.snippet.name} --update-outputs, "
             "or mask the volatile part with a 'mask:' header",
+            outcome.returncode,
         )
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, SnippetFailure):
-            outcome = excinfo.value.outcome
-            return f"{outcome.message}\n--- output ---\n{outcome.output.rstrip()}"
-        if isinstance(excinfo.value, ServerUnavailable):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
-
-    def reportinfo(self):
-        return self.path, self.snippet.body_start - 1, f"{self.snippet.name}[{self.name}]"
 
 
 def first_difference(expected: str, actual: str) -> int:
@@ -264,45 +266,25 @@ def first_difference(expected: str, actual: str) -> int:
     return min(len(expected.splitlines()), len(actual.splitlines())) + 1
 
 
-class SnippetFailure(Exception):
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome
-
-
-class LintOnlyItem(pytest.Item):
+class LintOnlyItem(SnippetTestItem):
     """A snippet needing what tests cannot provide: its syntax is checked; the page says so."""
-
-    def __init__(self, *, snippet: snippets.Snippet, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.snippet = snippet
 
     def runtest(self) -> None:
         result = subprocess.run(
             ["bash", "-n", str(self.path)], capture_output=True, text=True, check=False
         )
-        report: Report = self.config.stash[REPORT]
-        try:
-            if result.returncode != 0:
-                raise SnippetFailure(
-                    Outcome(
-                        False,
-                        result.stderr,
-                        f"{self.snippet.name}:1: bash -n: {result.stderr.strip()}",
-                    )
-                )
-            self._check_verified_by()
-        except SnippetFailure as failure:
-            report.add(Entry(self.snippet.name, "lint", "failed", reason=failure.outcome.message))
-            raise
-        report.add(
-            Entry(self.snippet.name, "lint", "lint-only", reason=self.snippet.lint_only or "")
-        )
+        if result.returncode != 0:
+            message = f"{self.snippet.name}:1: bash -n: {result.stderr.strip()}"
+            self.conclude(Outcome(False, result.stderr, message, result.returncode))
+        problem = self._verified_by_problem()
+        if problem:
+            self.conclude(Outcome(False, "", problem, None))
+        self.record("lint-only", self.snippet.lint_only or "")
 
-    def _check_verified_by(self) -> None:
+    def _verified_by_problem(self) -> str:
         """The ``verified-by:`` files must exist and one must name this snippet."""
         if not self.snippet.verified_by:
-            return
+            return ""
         files = [f.strip() for f in self.snippet.verified_by.split(",")]
         short = self.snippet.name.removeprefix("snippets/")
         missing = [f for f in files if not (self.config.rootpath / f).is_file()]
@@ -311,91 +293,47 @@ class LintOnlyItem(pytest.Item):
             for f in files
             if f not in missing and short in (self.config.rootpath / f).read_text(encoding="utf-8")
         ]
-        if missing or not naming:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            line = next(n for n, text in enumerate(lines, 1) if "verified-by:" in text)
-            problem = f"{', '.join(missing)} does not exist" if missing else f"none names {short!r}"
-            raise SnippetFailure(
-                Outcome(
-                    False,
-                    "",
-                    f"{self.snippet.name}:{line}: verified-by: {problem}: name the test (and "
-                    "the module it uses) that runs this snippet, or drop the header",
-                )
-            )
-
-    repr_failure = SnippetItem.repr_failure
+        if not missing and naming:
+            return ""
+        problem = f"{', '.join(missing)} does not exist" if missing else f"none names {short!r}"
+        return (
+            f"{self.snippet.name}:{self.snippet.header['verified-by']}: verified-by: {problem}: "
+            "name the test (and the module it uses) that runs this snippet, or drop the header"
+        )
 
     def reportinfo(self):
         return self.path, 0, f"{self.snippet.name}[lint]"
 
 
-class PromqlItem(pytest.Item):
+class PromqlItem(SnippetTestItem):
     """A PromQL snippet evaluated by promtool against the series of its ``.test.yml`` sidecar."""
 
-    def __init__(self, *, snippet: snippets.Snippet, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.snippet = snippet
-
     def runtest(self) -> None:
-        promtool, missing = tools.find_tool("promtool"), ""
-        if promtool is None:
-            try:
-                tools.require_tool("promtool")
-            except tools.ToolMissing as exc:
-                missing = f"{self.snippet.name}: {exc}"
-            self.config.stash[REPORT].add(
-                Entry(self.snippet.name, self.name, "not-run", reason=missing)
-            )
+        try:
+            tools.require_tool("promtool")
+        except tools.ToolMissing as exc:
+            missing = f"{self.snippet.name}: {exc}"
+            self.record("not-run", missing)
             unavailable(missing)
         described = f"promtool {tools.version('promtool')} unit test".replace("  ", " ")
-        outcome = promql_runner.run(self.snippet, promtool, described)
-        self.config.stash[REPORT].add(
-            Entry(
-                self.snippet.name,
-                self.name,
-                "passed" if outcome.ok else "failed",
-                server=described,
-                provider="local",
-                reason=outcome.message,
-            )
-        )
-        if not outcome.ok:
-            raise SnippetFailure(outcome)
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, SnippetFailure):
-            outcome = excinfo.value.outcome
-            output = outcome.output.rstrip()
-            return (
-                f"{outcome.message}\n--- promtool output ---\n{output}"
-                if output
-                else outcome.message
-            )
-        return super().repr_failure(excinfo, style)
-
-    def reportinfo(self):
-        return self.path, self.snippet.body_start - 1, f"{self.snippet.name}[promtool]"
+        outcome = runners.run(self.snippet, Target(os.environ, described))
+        self.conclude(outcome, server=described, provider="local")
 
 
-class NotApplicableAnywhere(pytest.Item):
-    def __init__(self, *, snippet: snippets.Snippet, gated: list[str], **kwargs) -> None:
+class NotApplicableAnywhere(SnippetTestItem):
+    def __init__(self, *, gated: list[str], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.snippet = snippet
         self.gated = gated
 
     def runtest(self) -> None:
-        raise SnippetFailure(
-            Outcome(
-                False,
-                "",
-                f"{self.snippet.name}:2: not applicable on any available server "
-                f"({'; '.join(self.gated)}): relax the requires/extension header or add a server "
-                "that meets it (HANDBOOK_PG_BINDIRS, HANDBOOK_REDIS_SERVERS)",
-            )
+        header = self.snippet.header
+        line = header.get("requires") or header.get("extension") or self.snippet.body_start
+        message = (
+            f"{self.snippet.name}:{line}: not applicable on any available server "
+            f"({'; '.join(self.gated)}): relax the requires/extension header or add a server "
+            "that meets it (HANDBOOK_PG_BINDIRS, HANDBOOK_REDIS_SERVERS)"
         )
-
-    repr_failure = SnippetItem.repr_failure
+        raise SnippetFailure(Outcome(False, "", message, None))
 
 
 # -- fixtures for tests that need a server of their own kind --------------------------------

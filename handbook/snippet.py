@@ -64,6 +64,7 @@ class Snippet:
     verified_by: str | None = None  # a lint-only snippet's own test: "tests/drills/test_x.py"
     masks: list[re.Pattern[str]] = field(default_factory=list)
     body_start: int = 2  # 1-based line of the first body line
+    header: dict[str, int] = field(default_factory=dict)  # key -> its (last) line in the file
     name: str = ""  # project-relative path used in every message: "snippets/sql/x.sql"
 
     def __post_init__(self) -> None:
@@ -122,6 +123,7 @@ def parse(path: Path, root: Path = ROOT) -> Snippet:
         if not match:
             break  # an ordinary comment starts the body
         _apply(snippet, match["key"], match["value"].strip(), f"{where}:{number}")
+        snippet.header[match["key"]] = number
     else:
         number = len(lines) + 1
     snippet.body_start = number
@@ -186,11 +188,12 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
                 "'# lint-only: <why it cannot run here>'"
             )
     if snippet.lint_only and snippet.kind != "shell":
-        raise SnippetError(f"{where}:2: only shell snippets can be lint-only")
+        line = snippet.header["lint-only"]
+        raise SnippetError(f"{where}:{line}: only shell snippets can be lint-only")
     if snippet.verified_by and not snippet.lint_only:
         raise SnippetError(
-            f"{where}:2: 'verified-by:' is for lint-only snippets that a test of their own runs; "
-            "the snippet harness already runs this one"
+            f"{where}:{snippet.header['verified-by']}: 'verified-by:' is for lint-only snippets "
+            "that a test of their own runs; the snippet harness already runs this one"
         )
     if snippet.kind == "promql":
         # PromQL needs no server: promtool evaluates it against its .test.yml sidecar.
@@ -201,6 +204,6 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
         for key, value in (("needs", snippet.needs), ("requires", snippet.requires)):
             if value:
                 raise SnippetError(
-                    f"{where}:2: a PromQL snippet has no '{key}:': promtool evaluates it against "
-                    "the series of its .test.yml sidecar, no server"
+                    f"{where}:{snippet.header[key]}: a PromQL snippet has no '{key}:': promtool "
+                    "evaluates it against the series of its .test.yml sidecar, no server"
                 )

@@ -25,11 +25,9 @@ import pytest
 import redis
 
 import handbook.pytest_plugin
-from handbook.drills import pool as drill
+from handbook.drills import common as drill
 from handbook.drills import rotation
 from handbook.pytest_plugin import unavailable
-from handbook.runners import redis as redis_runner
-from handbook.runners import shell, sql
 from handbook.schema.databases import psql
 from handbook.servers.account import service_account
 from handbook.servers.base import ServerStartError, ServerUnavailable
@@ -60,7 +58,7 @@ def need_openssl() -> None:
 
 
 def run_shell(snippet, env, server):
-    return shell.run(snippet, env, server.describe())
+    return drill.run(snippet, server, env)
 
 
 def pg_connect(server, user, password, **kwargs) -> psycopg.Connection:
@@ -101,8 +99,8 @@ def test_postgresql_password_rotation_has_no_failed_login(pg_server, request, tm
             assert long_lived.execute("SELECT current_user").fetchone() == ("erpgo_app_green",)
 
             # The page's check shows the old role still in use, and step 2 refuses.
-            out = drill.require(sql.run(PG_SESSIONS, srv, srv.env("monitor")), PG_SESSIONS.name)
-            roles = {row["login_role"] for row in drill.psql_tables(out)[0]}
+            out = drill.require(drill.run(PG_SESSIONS, srv, srv.env("monitor")), PG_SESSIONS.name)
+            roles = {row["login_role"] for row in drill.tables(out)[0]}
             assert "erpgo_app_green" in roles, f"{PG_SESSIONS.name} misses the old role:\n{out}"
             refused = run_shell(PG_STEP2, env, srv)
             assert not refused.ok and "erpgo_app_green still has 1 session" in refused.output, (
@@ -112,7 +110,7 @@ def test_postgresql_password_rotation_has_no_failed_login(pg_server, request, tm
             long_lived.close()
             drill.wait_for(
                 lambda: (
-                    "erpgo_app_green" not in sql.run(PG_SESSIONS, srv, srv.env("monitor")).output
+                    "erpgo_app_green" not in drill.run(PG_SESSIONS, srv, srv.env("monitor")).output
                 ),
                 "the old role's last session to end",
             )
@@ -162,7 +160,7 @@ def test_redis_acl_rotation_keeps_two_passwords_live(redis_server, request, tmp_
             return False
 
     def hashes() -> list[str]:
-        out = drill.require(redis_runner.run(REDIS_USER, srv, env), REDIS_USER.name)
+        out = drill.require(drill.run(REDIS_USER, srv, env), REDIS_USER.name)
         return re.findall(r'"([0-9a-f]{64})"', out)
 
     try:
@@ -234,15 +232,15 @@ def test_tls_certificate_is_replaced_by_a_reload(pg_server, request):
             return psql(srv, "SELECT pg_postmaster_start_time()").strip()
 
         assert served() == "1A01", f"{SERVED_CERT.name}: the server should present certificate A"
-        shown = drill.require(sql.run(TLS_SETTINGS, srv, monitor), TLS_SETTINGS.name)
-        rows = {r["name"]: r["setting"] for r in drill.psql_tables(shown)[0]}
+        shown = drill.require(drill.run(TLS_SETTINGS, srv, monitor), TLS_SETTINGS.name)
+        rows = {r["name"]: r["setting"] for r in drill.tables(shown)[0]}
         assert rows["ssl"] == "on" and rows["ssl_min_protocol_version"] == "TLSv1.2", rows
         before = (srv.pid, started())
         old_session = pg_connect(
             srv, "postgres", srv.admin_env["PGPASSWORD"], sslmode="verify-ca", sslrootcert=cert_a
         )
-        tls_rows = drill.psql_tables(
-            drill.require(sql.run(TLS_SESSIONS, srv, monitor), TLS_SESSIONS.name)
+        tls_rows = drill.tables(
+            drill.require(drill.run(TLS_SESSIONS, srv, monitor), TLS_SESSIONS.name)
         )[0]
         assert any(r["tls"] == "t" and r["protocol"].startswith("TLSv1.") for r in tls_rows), (
             f"{TLS_SESSIONS.name}: no TLS session listed: {tls_rows}"
@@ -259,7 +257,7 @@ def test_tls_certificate_is_replaced_by_a_reload(pg_server, request):
         # Installed but not reloaded: new connections still get certificate A.
         assert served() == "1A01", f"{INSTALL_CERT.name}: took effect without a reload"
 
-        reloaded = drill.require(sql.run(RELOAD, srv, admin), RELOAD.name)
+        reloaded = drill.require(drill.run(RELOAD, srv, admin), RELOAD.name)
         assert "(0 rows)" in reloaded, f"{RELOAD.name}: configuration errors:\n{reloaded}"
         drill.wait_for(lambda: served() == "1B02", "certificate B served to new connections")
         with pg_connect(

@@ -103,7 +103,7 @@ def test_requirement_gates_and_snippet_applicable_nowhere(pytester):
     _, out = run(pytester, "--pg", "local")
     assert "SKIPPED" in out and "not applicable on pg15: needs pg>=16" in out
     assert "PASSED snippets/sql/new.sql::pg18" in out
-    assert "snippets/sql/never.sql:2: not applicable on any available server" in out
+    assert "snippets/sql/never.sql:3: not applicable on any available server" in out
     report = json.loads((pytester.path / "build" / "verification.json").read_text())
     entry = report["entries"]["snippets/sql/new.sql[pg15]"]
     assert (entry["outcome"], entry["reason"]) == ("not-applicable", "needs pg>=16")

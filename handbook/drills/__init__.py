@@ -1,8 +1,15 @@
 """Incident drills, free of pytest: workloads, injected incidents, parsers, recovery figures.
 
-Each drill module reproduces one incident on throwaway servers and runs the runbook's
-snippets against it; ``dr`` measures the disaster-recovery drills into
-``build/dr-report.json`` (``python -m handbook.drills.dr``).
+``common`` is what every drill uses: running a page's snippet through the runner of its
+kind, waiting for a condition, requiring a tool, ``DrillError``, set-up SQL and client
+connections (psycopg, redis-py). One module per runbook's drill holds its workload and
+incident: ``auth``, ``cache``, ``connectivity``, ``deploy``, ``errors``, ``latency``,
+``pool``, ``rotation``. The disaster-recovery drills are ``backup`` (backup and
+point-in-time restores), ``promotion`` and ``sentinel``, each returning a typed result of
+what it checked and measured, on servers made with ``local`` (the server account, crashes,
+servers started from another's data) and rows counted by ``orders``; ``objectives`` holds
+the RTO/RPO targets and ``build/dr-report.json``, and ``dr`` is
+``python -m handbook.drills.dr``.
 
 May import: paths, snippet, servers, runners, schema.
 """

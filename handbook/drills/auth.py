@@ -11,17 +11,15 @@ seed's traffic comes from 198.18.0.0/15):
 
 ``refused_logins`` answers "would ERPGo refuse this login right now?" from the same
 state the runbook changes: the account's ``locked_until`` and the ``erpgo:blocked_ip``
-keys in Redis.
+keys in Redis (read with redis-py, as ERPGo reads them).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 
-from handbook.drills.psql import DrillError, psql
-from handbook.drills.psql import table as last_table
+from handbook.drills.common import psql, redis_client
+from handbook.servers.base import Server
 
 BRUTE_FORCE_IP = "203.0.113.7"
 BRUTE_FORCE_ACCOUNT = "user000042"
@@ -101,11 +99,6 @@ def inject_attacks(env: dict[str, str]) -> None:
     psql(env, INJECT_SQL)
 
 
-def table(output: str) -> list[dict[str, str]]:
-    """The rows of the last result set in psql's aligned output."""
-    return last_table(output, -1)
-
-
 @dataclass(frozen=True)
 class Login:
     username: str
@@ -131,24 +124,28 @@ def locked_accounts(env: dict[str, str]) -> set[str]:
     return set(out.split())
 
 
-def blocked_addresses(redis_env: dict[str, str]) -> dict[str, str]:
+def blocked_addresses(redis_server: Server) -> dict[str, str]:
     """Every ``erpgo:blocked_ip:<address>`` key in Redis, as ``{address: reason}``."""
-    found = {}
-    for key in _redis_cli(redis_env, "--scan", "--pattern", BLOCK_KEY.format("*")).split():
-        found[key.removeprefix(BLOCK_KEY.format(""))] = _redis_cli(redis_env, "GET", key).strip()
-    return found
+    with redis_client(redis_server) as client:
+        keys = sorted(client.scan_iter(match=BLOCK_KEY.format("*"), count=1000))
+        reasons = client.mget(keys) if keys else []
+    return {
+        key.removeprefix(BLOCK_KEY.format("")): why for key, why in zip(keys, reasons, strict=True)
+    }
 
 
-def block_ttl(redis_env: dict[str, str], address: str) -> int:
-    return int(_redis_cli(redis_env, "TTL", BLOCK_KEY.format(address)))
+def block_ttl(redis_server: Server, address: str) -> int:
+    """Seconds until the block of ``address`` expires (-1: never, -2: no block)."""
+    with redis_client(redis_server) as client:
+        return client.ttl(BLOCK_KEY.format(address))
 
 
 def refused_logins(
-    pg_env: dict[str, str], redis_env: dict[str, str], logins: list[Login]
+    pg_env: dict[str, str], redis_server: Server, logins: list[Login]
 ) -> dict[Login, str]:
     """The logins ERPGo would refuse now, with why: a locked account or a blocked address."""
     locked = locked_accounts(pg_env)
-    blocked = blocked_addresses(redis_env)
+    blocked = blocked_addresses(redis_server)
     refused = {}
     for login in logins:
         if login.username in locked:
@@ -156,28 +153,3 @@ def refused_logins(
         elif login.ip in blocked:
             refused[login] = f"address blocked ({blocked[login.ip]})"
     return refused
-
-
-def _redis_cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise DrillError(f"redis-cli {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def shell_env(pg_env: dict[str, str], redis_server) -> dict[str, str]:
-    """One environment for a shell snippet needing pg,redis: PG* of ``pg_env``, REDIS_URL and
-    REDISCLI_AUTH of the Redis server's admin user, both servers' client binaries on PATH."""
-    redis_env = redis_server.env("admin")
-    env = dict(pg_env)
-    env.update({k: v for k, v in redis_env.items() if k == "REDIS_URL" or k.startswith("REDISCLI")})
-    if redis_server.bindir:  # after PostgreSQL's own bin dir, which must keep its psql first
-        parts = env.get("PATH", "").split(os.pathsep)
-        env["PATH"] = os.pathsep.join([*parts[:1], str(redis_server.bindir), *parts[1:]])
-    return env

@@ -19,10 +19,10 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from handbook.drills.psql import psql
-from handbook.servers import resp
+from redis.exceptions import OutOfMemoryError
+
+from handbook.drills.common import DrillError, psql, redis_client
 from handbook.servers.base import Server
 
 PRODUCT_KEY = "erpgo:product:{}"
@@ -40,10 +40,6 @@ SELECT p.id
  WHERE p.is_active
  ORDER BY sold.units DESC NULLS LAST, p.id
 """
-
-
-class WorkloadError(RuntimeError):
-    """The workload could not talk to Redis as expected; the message says what failed."""
 
 
 @dataclass(frozen=True)
@@ -92,67 +88,56 @@ def product_value(product_id: int) -> str:
     )
 
 
-class Client:
-    """The admin connection to a drill's Redis (its Unix socket, else 127.0.0.1:port)."""
-
-    def __init__(self, server: Server) -> None:
-        url = urlsplit(server.admin_env["REDIS_URL"])
-        self.user = url.username or "default"
-        self.password = server.admin_env.get("REDISCLI_AUTH") or url.password
-        self.address = server.socket or (url.hostname or "127.0.0.1", url.port or 6379)
-
-    def call(self, *commands: tuple[str, ...]) -> list[object]:
-        return resp.call(self.address, *commands, user=self.user, password=self.password)
-
-    def info(self, section: str) -> dict[str, str]:
-        (text,) = self.call(("INFO", section))
-        return resp.info(str(text))
-
-
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 def run(server: Server, workload: Workload) -> Result:
-    """Play the workload against ``server``, cache-aside; count what the client saw."""
-    client = Client(server)
+    """Play the workload against ``server``, cache-aside; count what the client saw.
+
+    A SET that Redis refuses for lack of memory (OOM) is a failed cache write, as ERPGo
+    sees it; any other error reply is a broken drill (DrillError).
+    """
     hits = misses = failed = 0
-    for batch in _batches(workload.sequence(), workload.batch):
-        replies = client.call(*(("GET", PRODUCT_KEY.format(p)) for p in batch))
-        missed = [p for p, reply in zip(batch, replies, strict=True) if reply is None]
-        errors = [r for r in replies if isinstance(r, resp.RespError)]
-        if errors:
-            raise WorkloadError(f"GET failed on {server.describe()}: {errors[0]}")
-        hits += len(batch) - len(missed)
-        misses += len(missed)
-        if missed:
-            sets = [
-                ("SET", PRODUCT_KEY.format(p), product_value(p), "EX", str(workload.ttl))
-                for p in dict.fromkeys(missed)
-            ]
-            for reply in client.call(*sets):
-                if isinstance(reply, resp.RespError):
-                    if not str(reply).startswith("OOM"):
-                        raise WorkloadError(f"SET failed on {server.describe()}: {reply}")
+    with redis_client(server) as client:
+        for batch in _batches(workload.sequence(), workload.batch):
+            gets = client.pipeline(transaction=False)
+            for product in batch:
+                gets.get(PRODUCT_KEY.format(product))
+            replies = gets.execute()
+            missed = [p for p, reply in zip(batch, replies, strict=True) if reply is None]
+            hits += len(batch) - len(missed)
+            misses += len(missed)
+            if not missed:
+                continue
+            sets = client.pipeline(transaction=False)
+            for product in dict.fromkeys(missed):
+                sets.set(PRODUCT_KEY.format(product), product_value(product), ex=workload.ttl)
+            for reply in sets.execute(raise_on_error=False):
+                if isinstance(reply, OutOfMemoryError):
                     failed += 1
+                elif isinstance(reply, Exception):
+                    raise DrillError(f"SET failed on {server.describe()}: {reply}")
     return Result(workload.lookups, hits, misses, failed)
 
 
 def run_export_job(server: Server, size: int = 8192, limit: int = 100_000) -> int:
     """Write ``erpgo:export:<n>`` keys without a TTL until Redis refuses (OOM); how many."""
-    client = Client(server)
     value = "x" * size
     written = 0
-    while written < limit:
-        replies = client.call(*(("SET", EXPORT_KEY.format(written + i), value) for i in range(20)))
-        for reply in replies:
-            if isinstance(reply, resp.RespError):
-                if str(reply).startswith("OOM"):
+    with redis_client(server) as client:
+        while written < limit:
+            sets = client.pipeline(transaction=False)
+            for number in range(written, written + 20):
+                sets.set(EXPORT_KEY.format(number), value)
+            for reply in sets.execute(raise_on_error=False):
+                if isinstance(reply, OutOfMemoryError):
                     return written
-                raise WorkloadError(f"export SET failed on {server.describe()}: {reply}")
-            written += 1
-    raise WorkloadError(
+                if isinstance(reply, Exception):
+                    raise DrillError(f"export SET failed on {server.describe()}: {reply}")
+                written += 1
+    raise DrillError(
         f"{server.describe()} accepted {limit} export keys without reaching maxmemory: "
         "start the drill's Redis with a small maxmemory"
     )
@@ -160,11 +145,14 @@ def run_export_job(server: Server, size: int = 8192, limit: int = 100_000) -> in
 
 def keys(server: Server, pattern: str) -> set[str]:
     """Every key matching ``pattern`` (SCAN, never KEYS)."""
-    client = Client(server)
-    found: set[str] = set()
-    cursor = "0"
-    while True:
-        ((cursor, batch),) = client.call(("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"))
-        found.update(batch)
-        if cursor == "0":
-            return found
+    with redis_client(server) as client:
+        return set(client.scan_iter(match=pattern, count=1000))
+
+
+def ttls(server: Server, names: list[str]) -> list[int]:
+    """The TTL of each key in ``names``, in order (-1: none, -2: no such key)."""
+    with redis_client(server) as client:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.ttl(name)
+        return pipe.execute()

@@ -18,60 +18,13 @@ from pathlib import Path
 
 import psycopg
 
-from handbook.drills.psql import DrillError, table  # noqa: F401 (the drills read tables here)
-from handbook.drills.psql import psql as run_sql
-from handbook.paths import SNIPPETS, rel
-from handbook.runners import Outcome
-from handbook.runners import shell as shell_runner
-from handbook.runners import sql as sql_runner
+from handbook.drills.common import connect, psql
+from handbook.paths import rel
 from handbook.schema import migrations as mig
-from handbook.servers.base import Server
-from handbook.snippet import Snippet, parse
 
 LOCK_TIMEOUT_ERROR = "canceling statement due to lock timeout"  # SQLSTATE 55P03
 MAX_LOCK_TIMEOUT_MS = 10_000  # a migration may make queries queue for at most this long
 EXPAND, CONTRACT = 7, 9  # the versions of the expand and the contract migration
-
-
-# -- snippets and psql ------------------------------------------------------------------------
-
-
-def snippet(name: str) -> Snippet:
-    """The procedure snippet ``name`` (relative to snippets/), parsed like the test suite does."""
-    return parse(SNIPPETS / name)
-
-
-def run(name: str, server: Server, env: dict[str, str]) -> Outcome:
-    """Run a procedure snippet with ``env`` (PG* of the drill's database), as the harness does."""
-    item = snippet(name)
-    if item.kind == "sql":
-        return sql_runner.run(item, server, env)
-    if item.kind == "shell":
-        return shell_runner.run(item, env, server.describe())
-    raise DrillError(f"{item.name}: the deployment drills run SQL and shell snippets only")
-
-
-def require(outcome: Outcome) -> str:
-    if not outcome.ok:
-        raise DrillError(f"{outcome.message}\n--- output ---\n{outcome.output.rstrip()}")
-    return outcome.output
-
-
-def psql(env: dict[str, str], sql: str) -> str:
-    """Run drill set-up SQL (not a procedure snippet); unaligned tuples, stripped."""
-    return run_sql(env, sql).strip()
-
-
-def connect(env: dict[str, str], application: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host=env["PGHOST"],
-        port=env["PGPORT"],
-        user=env["PGUSER"],
-        password=env.get("PGPASSWORD"),
-        dbname=env["PGDATABASE"],
-        application_name=application,
-        autocommit=True,
-    )
 
 
 # -- the two releases' queries ----------------------------------------------------------------
@@ -193,7 +146,7 @@ def lock_timeout_problems(path: Path) -> list[str]:
 @contextmanager
 def long_transaction(env: dict[str, str], table_name: str) -> Iterator[int]:
     """A report-style transaction that read ``table_name`` and stays open; yields its pid."""
-    conn = connect(env, "erpgo-report")
+    conn = connect(env, "erpgo-report", autocommit=True)
     try:
         conn.execute("BEGIN")
         conn.execute(f"SELECT count(*) FROM {table_name}")

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors
 
-from handbook.drills.latency import DrillError, connect, psql, table
+from handbook.drills.common import DrillError, connect, psql, table
 from handbook.schema import migrations
 from handbook.servers.base import Server
 
@@ -49,7 +49,7 @@ APPLICATION = "erpgo-api"
 class Workload:
     """Two sessions running ``round`` in a loop until ``stop()``; failures by SQLSTATE."""
 
-    def __init__(self, server: Server, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str) -> None:
         self.name = name
         self.failures: Counter[str] = Counter()
         self.commits = 0
@@ -57,9 +57,7 @@ class Workload:
         self.barrier = threading.Barrier(2, timeout=10)
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
-        self.conns = [
-            connect(server, env, f"{APPLICATION}-{name}", autocommit=True) for _ in range(2)
-        ]
+        self.conns = [connect(env, f"{APPLICATION}-{name}", autocommit=True) for _ in range(2)]
         rounds: dict[str, Callable[[psycopg.Connection, int], None]] = {
             "healthy": self._healthy,
             "deadlocks": self._deadlock,
@@ -145,9 +143,9 @@ class Workload:
 
 
 @contextmanager
-def running(server: Server, env: dict[str, str], name: str) -> Iterator[Workload]:
+def running(env: dict[str, str], name: str) -> Iterator[Workload]:
     """Run the workload ``name`` for the duration of the block; stop it even on failure."""
-    workload = Workload(server, env, name).start()
+    workload = Workload(env, name).start()
     try:
         yield workload
     finally:

@@ -7,16 +7,13 @@ reads the whole table. ``grow_orders`` gives the seeded ``orders`` that history;
 lookups ERPGo makes all the time, so that the slow query has company to stand out from.
 
 ``LockHolder`` is a batch job that updated an order and then sat idle in its
-transaction; ``Waiter`` is the API trying to update the same order.
-
-Runbook snippets run exactly as the test suite runs them (``handbook.runners``);
-``table`` reads psql's aligned output back into rows.
+transaction; ``Waiter`` is the API trying to update the same order. On Redis, the
+incident is code listing cache keys with KEYS (redis-py, as ERPGo's own client).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,15 +22,8 @@ from typing import TypeVar
 
 import psycopg
 
-from handbook.drills.psql import DrillError, psql, table
-from handbook.paths import SNIPPETS
-from handbook.runners import Outcome
-from handbook.runners import redis as redis_runner
-from handbook.runners import shell as shell_runner
-from handbook.runners import sql as sql_runner
-from handbook.servers import resp
+from handbook.drills.common import DrillError, connect, psql, redis_client, table
 from handbook.servers.base import Server
-from handbook.snippet import Snippet, parse
 
 PENDING_ORDERS_SQL = (
     "SELECT count(*) AS pending_orders, sum(total) AS pending_value"
@@ -60,39 +50,6 @@ ANALYZE orders;
 """
 
 
-def snippet(name: str) -> Snippet:
-    """The runbook snippet ``name`` (relative to snippets/), parsed like the test suite does."""
-    return parse(SNIPPETS / name)
-
-
-def run(name: str, server: Server, env: dict[str, str]) -> str:
-    """Run a runbook snippet on ``server`` with ``env``; its output, or DrillError naming it."""
-    item = snippet(name)
-    outcome: Outcome
-    if item.kind == "sql":
-        outcome = sql_runner.run(item, server, env)
-    elif item.kind == "redis":
-        outcome = redis_runner.run(item, server, env)
-    else:
-        outcome = shell_runner.run(item, env, server.describe())
-    if not outcome.ok:
-        raise DrillError(f"{outcome.message}\n--- output ---\n{outcome.output.rstrip()}")
-    return outcome.output
-
-
-def connect(server: Server, env: dict[str, str], application: str, **kwargs) -> psycopg.Connection:
-    """A psycopg connection to the database and role in ``env``."""
-    return psycopg.connect(
-        host=env["PGHOST"],
-        port=env["PGPORT"],
-        user=env["PGUSER"],
-        password=env["PGPASSWORD"],
-        dbname=env["PGDATABASE"],
-        application_name=application,
-        **kwargs,
-    )
-
-
 def grow_orders(env: dict[str, str]) -> None:
     psql(env, GROW_ORDERS_SQL)
 
@@ -102,18 +59,18 @@ def reset_statistics(env: dict[str, str]) -> None:
     psql(env, "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset();")
 
 
-def healthy_traffic(server: Server, env: dict[str, str], calls: int = 200) -> None:
+def healthy_traffic(env: dict[str, str], calls: int = 200) -> None:
     """The indexed lookups ERPGo makes on every page: by primary key and by user."""
-    with connect(server, env, API_APP, autocommit=True) as conn:
+    with connect(env, API_APP, autocommit=True) as conn:
         for n in range(calls):
             conn.execute("SELECT id, status, total FROM orders WHERE id = %s", (1 + n * 7,))
             conn.execute("SELECT count(*) FROM orders WHERE user_id = %s", (1 + n % 150,))
             conn.execute("SELECT id, email FROM users WHERE username = %s", (f"user{n:06d}",))
 
 
-def pending_orders(server: Server, env: dict[str, str], calls: int = 100) -> None:
+def pending_orders(env: dict[str, str], calls: int = 100) -> None:
     """The warehouse dashboard's query, ``calls`` times."""
-    with connect(server, env, API_APP, autocommit=True) as conn:
+    with connect(env, API_APP, autocommit=True) as conn:
         for _ in range(calls):
             conn.execute(PENDING_ORDERS_SQL)
 
@@ -124,9 +81,9 @@ INSERT_ORDER_SQL = (
 
 
 @contextmanager
-def open_write(server: Server, env: dict[str, str]) -> Iterator[Callable[[], None]]:
+def open_write(env: dict[str, str]) -> Iterator[Callable[[], None]]:
     """An API transaction that has inserted an order and not committed; yields its commit."""
-    conn = connect(server, env, API_APP)
+    conn = connect(env, API_APP)
     try:
         conn.execute(INSERT_ORDER_SQL)
         yield conn.commit
@@ -173,8 +130,8 @@ class LockHolder:
     pid: int
 
     @classmethod
-    def start(cls, server: Server, env: dict[str, str], order_id: int) -> LockHolder:
-        conn = connect(server, env, BATCH_APP)
+    def start(cls, env: dict[str, str], order_id: int) -> LockHolder:
+        conn = connect(env, BATCH_APP)
         conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         return cls(conn, pid)
@@ -201,8 +158,8 @@ class Waiter:
     done: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def start(cls, server: Server, env: dict[str, str], order_id: int) -> Waiter:
-        conn = connect(server, env, API_APP, autocommit=True)
+    def start(cls, env: dict[str, str], order_id: int) -> Waiter:
+        conn = connect(env, API_APP, autocommit=True)
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         waiter = cls(conn, pid, order_id)
         threading.Thread(target=waiter._update, daemon=True).start()
@@ -232,15 +189,6 @@ class Waiter:
         self.conn.close()
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    """Poll ``condition()`` until it is true; DrillError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise DrillError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def waiting_on_lock(env: dict[str, str], pid: int) -> bool:
     out = psql(env, f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
     return out.strip() == "Lock"
@@ -258,38 +206,27 @@ def idle_for(env: dict[str, str], pid: int) -> float:
 # -- Redis -----------------------------------------------------------------------------
 
 
-def redis_admin(server: Server, *commands: tuple[str, ...]) -> list[object]:
-    """Send commands as the default (admin) user over the server's Unix socket."""
-    assert server.socket is not None
-    replies = resp.call(
-        server.socket,
-        *commands,
-        user="default",
-        password=server.admin_env["REDISCLI_AUTH"],
-        timeout=30,
-    )
-    errors = [r for r in replies if isinstance(r, resp.RespError)]
-    if errors:
-        raise DrillError(f"{server.label}: {commands} answered {errors}")
-    return replies
-
-
 def fill_product_cache(server: Server) -> None:
     """REDIS_KEYS cached products, then statistics, slow log and latency history cleared."""
     script = (
         "for i = 1, tonumber(ARGV[1]) do "
         "redis.call('SET', 'erpgo:cache:product:' .. i, 'p' .. i) end return 1"
     )
-    redis_admin(server, ("EVAL", script, "0", str(REDIS_KEYS)))
-    redis_admin(server, ("SLOWLOG", "RESET"), ("LATENCY", "RESET"), ("CONFIG", "RESETSTAT"))
+    with redis_client(server) as client:
+        client.eval(script, 0, str(REDIS_KEYS))
+        client.slowlog_reset()
+        client.execute_command("LATENCY", "RESET")
+        client.config_resetstat()
 
 
 def redis_healthy_traffic(server: Server, calls: int = 300) -> None:
     """Cache reads and writes by key, as the API does them."""
-    commands = [("CLIENT", "SETNAME", API_APP)]
-    for n in range(1, calls + 1):
-        commands += [("GET", f"erpgo:cache:product:{n}"), ("SET", f"erpgo:session:{n}", "x")]
-    redis_admin(server, *commands)
+    with redis_client(server, client_name=API_APP) as client:
+        pipe = client.pipeline(transaction=False)
+        for n in range(1, calls + 1):
+            pipe.get(f"erpgo:cache:product:{n}")
+            pipe.set(f"erpgo:session:{n}", "x")
+        pipe.execute()
 
 
 def redis_debug_settings(server_major: tuple[int, ...]) -> dict[str, str]:
@@ -299,9 +236,9 @@ def redis_debug_settings(server_major: tuple[int, ...]) -> dict[str, str]:
 
 def redis_key_scan(server: Server, calls: int = 3) -> None:
     """The incident: code that lists cache keys with KEYS, blocking Redis while it runs."""
-    commands = [("CLIENT", "SETNAME", BATCH_APP)]
-    commands += [("KEYS", SLOW_REDIS_PATTERN)] * calls
-    redis_admin(server, *commands)
+    with redis_client(server, client_name=BATCH_APP) as client:
+        for _ in range(calls):
+            client.keys(SLOW_REDIS_PATTERN)
 
 
 def redis_stall(server: Server) -> None:
@@ -311,4 +248,5 @@ def redis_stall(server: Server) -> None:
     stands for the worst of such calls, so that the latency monitor (threshold 100 ms)
     records a spike on any machine.
     """
-    redis_admin(server, ("CLIENT", "SETNAME", BATCH_APP), ("DEBUG", "SLEEP", SLEEP_SECONDS))
+    with redis_client(server, client_name=BATCH_APP) as client:
+        client.execute_command("DEBUG", "SLEEP", SLEEP_SECONDS)

@@ -1,29 +1,22 @@
-"""The connection-pool drills' sessions, and a reader for what the runbook's psql prints.
+"""The connection-pool drills' sessions: ERPGo's pool, played with real client sessions.
 
 A drill plays ERPGo's connection pool with real client sessions (psycopg) on a
 dedicated server: healthy ones (idle in the pool, or running a statement) and leaked
 ones, which opened a transaction, locked a row and were never committed or rolled back,
-so they sit *idle in transaction* holding a connection. ``psql_tables`` turns psql's
-aligned output (what a reader sees) back into rows, so that a drill asserts on the same
-text the runbook tells the reader to look at.
+so they sit *idle in transaction* holding a connection.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
 
-from handbook.drills.psql import tables as psql_tables  # noqa: F401 (the drills use it)
-from handbook.paths import ROOT
-from handbook.runners import Outcome
-from handbook.schema.databases import psql
+from handbook.drills.common import admin_sql, connect
 from handbook.servers.base import Server
-from handbook.snippet import Snippet, parse
 
 API = "erpgo-api"  # the application_name ERPGo's API sets on its connections
 WORKER = "erpgo-worker"  # another ERPGo component: a leak there is not the API's
@@ -32,44 +25,14 @@ APP_PASSWORD = secrets.token_hex(12)  # a throwaway server's role: a new one per
 DATABASE = "erpgo"  # the seeded database handbook.schema.databases builds on every server
 
 
-def snippet(name: str) -> Snippet:
-    """A runbook snippet by its path under ``snippets/``, parsed like the harness does."""
-    return parse(ROOT / "snippets" / name)
-
-
-def require(outcome: Outcome, what: str) -> str:
-    """The output of a run that must succeed; else fail with the runner's located message."""
-    if not outcome.ok:
-        raise AssertionError(f"{what} failed: {outcome.message}\n--- output ---\n{outcome.output}")
-    return outcome.output
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll until ``condition()`` holds; fail saying ``what`` did not happen.
-
-    The timeout only bounds a broken run: nothing asserts how long it took.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)
-
-
 def create_app_role(server: Server, database: str | None = DATABASE) -> None:
-    """ERPGo's login role, no superuser; reads and locks rows of ``database`` if given."""
-    psql(server, f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'")
-    if database:
-        psql(
-            server,
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}",
-            database,
-        )
+    """Nothing to create: roles.sql made ERPGo's roles, and its default privileges gave
+    them the tables the migration owner created (kept for the drills that call it)."""
 
 
 def pids(server: Server, where: str, database: str = "postgres") -> set[int]:
     """Client backends matching a ``pg_stat_activity`` condition, seen by the superuser."""
-    out = psql(
+    out = admin_sql(
         server,
         "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
         f"AND pid <> pg_backend_pid() AND ({where})",
@@ -91,20 +54,16 @@ class Sessions:
         application: str,
         *,
         user: str = APP_ROLE,
-        password: str = APP_PASSWORD,
+        password: str | None = None,
         database: str | None = None,
         autocommit: bool = True,
     ) -> psycopg.Connection:
-        conn = psycopg.connect(
-            host=self.server.admin_env["PGHOST"],
-            port=self.server.admin_env["PGPORT"],
-            dbname=database or self.database,
-            user=user,
-            password=password,
-            application_name=application,
-            autocommit=autocommit,
-            connect_timeout=10,
-        )
+        env = self.server.admin_env | {
+            "PGUSER": user,
+            "PGPASSWORD": password,
+            "PGDATABASE": database or self.database,
+        }
+        conn = connect(env, application, autocommit=autocommit)
         self.opened.append(conn)
         return conn
 

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
+import redis
 
-from handbook.servers import resp
+from handbook.drills.common import DrillError, connect, require_tool
 from handbook.servers.account import Account
 from handbook.servers.base import Server
 
@@ -83,15 +83,12 @@ def pg_login(server: Server, database: str = "postgres") -> Callable[[Credential
     """A fresh PostgreSQL connection per call, as ERPGO_DB_USER with ERPGO_DB_PASSWORD."""
 
     def login(credentials: Credentials) -> str:
-        with psycopg.connect(
-            host=server.admin_env["PGHOST"],
-            port=server.admin_env["PGPORT"],
-            dbname=database,
-            user=credentials["ERPGO_DB_USER"],
-            password=credentials["ERPGO_DB_PASSWORD"],
-            application_name="erpgo-api",
-            connect_timeout=10,
-        ) as conn:
+        env = server.admin_env | {
+            "PGDATABASE": database,
+            "PGUSER": credentials["ERPGO_DB_USER"],
+            "PGPASSWORD": credentials["ERPGO_DB_PASSWORD"],
+        }
+        with connect(env, "erpgo-api") as conn:
             return conn.execute("SELECT current_user").fetchone()[0]
 
     return login
@@ -104,29 +101,33 @@ def redis_login(server: Server) -> Callable[[Credentials], str]:
     password's logins from the new one's.
     """
     url = urlsplit(server.admin_env["REDIS_URL"])
-    address = (url.hostname or "127.0.0.1", url.port or 6379)
 
     def login(credentials: Credentials) -> str:
         password = credentials["ERPGO_REDIS_PASSWORD"]
-        (reply,) = resp.call(
-            address, ("PING",), user=credentials["ERPGO_REDIS_USERNAME"], password=password
-        )
-        if reply != "PONG":
-            raise ConnectionError(f"PING answered {reply!r}")
+        with redis.Redis(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 6379,
+            username=credentials["ERPGO_REDIS_USERNAME"],
+            password=password,
+            socket_timeout=5,
+        ) as client:
+            if client.ping() is not True:
+                raise ConnectionError("PING did not answer PONG")
         return fingerprint(password)
 
     return login
 
 
 def openssl(*args: str | os.PathLike) -> str:
-    openssl_bin = shutil.which("openssl")
-    if openssl_bin is None:
-        raise FileNotFoundError("openssl is not installed: apt-get install openssl")
+    """Run the ``openssl`` CLI (ToolMissing when it is not installed); its output."""
     result = subprocess.run(
-        [openssl_bin, *map(os.fspath, args)], capture_output=True, text=True, check=False
+        [require_tool("openssl", "openssl"), *map(os.fspath, args)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(map(str, args[:2]))} failed: {result.stderr}")
+        raise DrillError(f"openssl {' '.join(map(str, args[:2]))} failed: {result.stderr}")
     return result.stdout
 
 

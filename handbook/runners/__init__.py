@@ -1,48 +1,33 @@
 """How each kind of snippet is executed. Runners know nothing of pytest.
 
-Every runner returns an ``Outcome``; a failed outcome carries a message that
-starts with ``snippets/<file>:<line>:`` and ends with the server it ran on.
+Every runner is ``run(snippet, target) -> Outcome`` (``base.py``): ``sql`` (psql),
+``redis`` (redis-cli), ``shell`` (bash) and ``promql`` (promtool against the snippet's
+sidecar series). ``RUNNERS`` maps a snippet's kind to its runner, and :func:`run` is
+what the pytest items, the drills and any other caller use. A failed outcome carries
+a message that starts with ``snippets/<file>:<line>:`` and ends with the servers it
+ran on, and the program's exit code as ``returncode``.
+
+May import: paths, yamlfile, snippet, servers, prometheus.
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from handbook.snippet import Snippet
+from handbook.runners import promql, redis, shell, sql
+from handbook.runners.base import Outcome, Target, masked
+from handbook.snippet import Snippet
 
-TIMEOUT = 120  # seconds a snippet may run before the runner gives up on it
+__all__ = ["RUNNERS", "Outcome", "Target", "masked", "run"]
 
-
-@dataclass
-class Outcome:
-    ok: bool
-    output: str
-    message: str = ""  # "snippets/x.sql:7: ERROR: ... (PostgreSQL 18.6, local)" when not ok
+RUNNERS: dict[str, Callable[[Snippet, Target], Outcome]] = {
+    "sql": sql.run,
+    "redis": redis.run,
+    "shell": shell.run,
+    "promql": promql.run,
+}
 
 
-def masked(output: str, masks: list[re.Pattern[str]]) -> str:
-    """The output with every match of the snippet's own ``mask:`` patterns replaced."""
-    for pattern in masks:
-        output = pattern.sub("<masked>", output)
-    return output
-
-
-def execute(
-    snippet: Snippet, servers: str, command: list[str], **kwargs
-) -> subprocess.CompletedProcess | Outcome:
-    """Run ``command`` for ``snippet``; a failed Outcome if it does not finish in time."""
-    try:
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=TIMEOUT, check=False, **kwargs
-        )
-    except subprocess.TimeoutExpired:
-        return Outcome(
-            False,
-            "",
-            f"{snippet.name}:{snippet.body_start}: did not finish in {TIMEOUT} s ({servers}): "
-            "a snippet must end on its own; bound it (LIMIT, a timeout) or split it",
-        )
+def run(snippet: Snippet, target: Target) -> Outcome:
+    """Run ``snippet`` with the runner of its kind."""
+    return RUNNERS[snippet.kind](snippet, target)

@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 
 from handbook.paths import rel
-from handbook.prometheus import metrics, promql
-from handbook.runners import Outcome, execute
+from handbook.prometheus import metrics, promql, tools
+from handbook.runners.base import Outcome, Target, execute, failed, no_variables
 from handbook.snippet import Snippet
 from handbook.yamlfile import ConfigError, LineMap, plain
 from handbook.yamlfile import line as line_of
@@ -177,8 +177,16 @@ def unit_test_file(snippet: Snippet, sidecar: Path) -> dict:
     return {"rule_files": [], "evaluation_interval": "1m", "tests": [group]}
 
 
-def run(snippet: Snippet, promtool: str, described: str = "promtool") -> Outcome:
-    """Evaluate the snippet with ``promtool`` (its path); ``described`` names it in messages."""
+def run(snippet: Snippet, target: Target) -> Outcome:
+    """Evaluate the snippet with promtool (``tools.find_tool``) in the target's environment;
+    ``target.servers`` names it in messages ("promtool 2.42.0 unit test")."""
+    refused = no_variables(snippet, target)
+    if refused:
+        return refused
+    try:
+        promtool = tools.require_tool("promtool")
+    except tools.ToolMissing as exc:
+        return failed(snippet, target, 1, str(exc))
     sidecar = sidecar_of(snippet)
     if not sidecar.is_file():
         return Outcome(
@@ -186,18 +194,19 @@ def run(snippet: Snippet, promtool: str, described: str = "promtool") -> Outcome
             "",
             f"{snippet.name}:1: no promtool test beside it: write {sidecar.name} with the "
             f"synthetic series and the result the expression must give:\n{SIDECAR_EXAMPLE}",
+            None,
         )
     try:
         problems = unknown_metrics(snippet) or unknown_labels(snippet, sidecar)
         data = unit_test_file(snippet, sidecar)
     except ConfigError as exc:
-        return Outcome(False, "", str(exc))
+        return Outcome(False, "", str(exc), None)
     if problems:
-        return Outcome(False, "", "\n".join(problems))
+        return Outcome(False, "", "\n".join(problems), None)
     with tempfile.TemporaryDirectory(prefix="handbook-promql-") as scratch:
         path = Path(scratch) / "snippet_test.yml"
         path.write_text(yaml.safe_dump(data, sort_keys=False, width=1000), encoding="utf-8")
-        result = execute(snippet, described, [promtool, "test", "rules", path.name], cwd=scratch)
+        result = execute(snippet, target, [promtool, "test", "rules", path.name], cwd=scratch)
     if isinstance(result, Outcome):
         return result
     output = (result.stdout + result.stderr).strip()
@@ -205,9 +214,11 @@ def run(snippet: Snippet, promtool: str, described: str = "promtool") -> Outcome
     if result.returncode == 0:
         return Outcome(
             True,
-            f"{evaluations} evaluation(s) of {snippet.name}{SIDECAR_SUFFIX} passed ({described})",
+            f"{evaluations} evaluation(s) of {snippet.name}{SIDECAR_SUFFIX} passed "
+            f"({target.servers})",
         )
-    return Outcome(False, output, failure_message(snippet, result.stderr, described))
+    message = failure_message(snippet, result.stderr, target.servers)
+    return Outcome(False, output, message, result.returncode)
 
 
 def failure_message(snippet: Snippet, stderr: str, described: str) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from handbook.runners import Outcome, execute
-from handbook.servers.base import Server
+from handbook.runners.base import Outcome, Target, execute, no_variables
 from handbook.snippet import Snippet
 
 MARKER = "handbook-line-{}"
@@ -24,15 +23,17 @@ def command(env: dict[str, str]) -> list[str]:
     return ["redis-cli", "--no-raw", *(["-u", url] if url else [])]
 
 
-def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
+def run(snippet: Snippet, target: Target) -> Outcome:
+    """redis-cli (from the target's PATH) to the target's REDIS_URL, one line at a time."""
+    refused = no_variables(snippet, target)
+    if refused:
+        return refused
     lines = snippet.body().splitlines()
     feed = []
     for offset, line in enumerate(lines):
         if line.strip():
             feed += [line, f"ECHO {MARKER.format(snippet.body_start + offset)}"]
-    result = execute(
-        snippet, server.describe(), command(env), input="\n".join(feed) + "\n", env=env
-    )
+    result = execute(snippet, target, command(dict(target.env)), input="\n".join(feed) + "\n")
     if isinstance(result, Outcome):
         return result
     stdout = CLI_NOISE.sub("", result.stdout)
@@ -47,17 +48,11 @@ def run(snippet: Snippet, server: Server, env: dict[str, str]) -> Outcome:
     for line, reply in replies:
         error = ERROR_REPLY.search(reply)
         if error:
-            return Outcome(
-                False,
-                output,
-                f"{snippet.name}:{line}: {error['msg']} ({server.describe()})",
-            )
+            message = f"{snippet.name}:{line}: {error['msg']} ({target.servers})"
+            return Outcome(False, output, message, result.returncode)
     expected = sum(1 for line in lines if line.strip())
     if result.returncode != 0 or len(replies) != expected:
         detail = (stderr or stdout[start:]).strip() or f"redis-cli exited {result.returncode}"
-        return Outcome(
-            False,
-            output,
-            f"{snippet.name}:{snippet.body_start}: {detail} ({server.describe()})",
-        )
-    return Outcome(True, output)
+        message = f"{snippet.name}:{snippet.body_start}: {detail} ({target.servers})"
+        return Outcome(False, output, message, result.returncode)
+    return Outcome(True, output, returncode=0)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
-from handbook.runners import Outcome, execute
-from handbook.servers.base import Server
+from handbook.runners.base import Outcome, Target, execute
 from handbook.snippet import Snippet
 
 # psql -b prints: "psql:<file>:<line>: ERROR:  <message>", then "LINE <n>: ...", then
@@ -33,31 +31,24 @@ def error_line(stderr: str, end_line: int) -> int:
     return first + int(position["n"]) - 1 if position else first
 
 
-def run(
-    snippet: Snippet,
-    server: Server,
-    env: dict[str, str],
-    variables: Mapping[str, str] | None = None,
-) -> Outcome:
-    """Run the snippet with ``env`` (the server's PG* variables, PATH with its psql).
-
-    ``variables``: psql variables, as a reader passes them (``psql -v min_idle='5 s'``), for
-    snippets that document a knob with a default (``\\if :{?min_idle} ... \\endif``).
-    """
+def run(snippet: Snippet, target: Target) -> Outcome:
+    """psql with the target's PG* variables (its PATH picks the psql); ``target.variables``
+    are psql variables, as a reader passes them (``psql -v min_idle='5 s'``), for snippets
+    that document a knob with a default (``\\if :{?min_idle} ... \\endif``)."""
     command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "--echo-errors"]
-    for name, value in (variables or {}).items():
+    for name, value in target.variables.items():
         command += ["-v", f"{name}={value}"]
     command += ["-f", str(snippet.path)]
-    result = execute(snippet, server.describe(), command, env=env)
+    result = execute(snippet, target, command)
     if isinstance(result, Outcome):
         return result
     output = result.stdout + result.stderr
-    if result.returncode == 0 and not PSQL_ERROR.search(result.stderr):
-        return Outcome(True, result.stdout)
     error = PSQL_ERROR.search(result.stderr)
+    if result.returncode == 0 and not error:
+        return Outcome(True, result.stdout, returncode=0)
     if error:
         line = error_line(result.stderr[error.start() :], int(error["line"]))
         message = f"{snippet.name}:{line}: {error['level']}: {error['msg']}"
     else:
         message = f"{snippet.name}:{snippet.body_start}: psql exited {result.returncode}"
-    return Outcome(False, output, f"{message} ({server.describe()})")
+    return Outcome(False, output, f"{message} ({target.servers})", result.returncode)

@@ -3,8 +3,8 @@
     ```{recovery-objectives}
     ```
 
-renders one row per scenario of ``handbook.drills.dr.OBJECTIVES`` (the targets) with the
-figures its drills last measured, read from ``build/dr-report.json`` (written by the
+renders one row per scenario of ``handbook.drills.objectives.OBJECTIVES`` (the targets)
+with the figures its drills last measured, read from ``build/dr-report.json`` (written by the
 drill tests and by ``python -m handbook.drills.dr``), then the machine, the dates and the
 command that measured them. Without a report the build still succeeds: the measured
 column says so, and a note says how to fill it. No figure is ever typed into a page.
@@ -18,7 +18,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from handbook.drills import dr
+from handbook.drills import objectives
 
 
 def _table(header: list[str], widths: list[int], rows: list[list[nodes.Node]]) -> nodes.table:
@@ -45,7 +45,7 @@ def _machine(entry: dict) -> str:
     return f"{m.get('cpu', 'unknown CPU')}, {m.get('cores', '?')} cores, {m.get('system', '')}"
 
 
-def measured_cell(objective: dr.Objective, entries: list[dict]) -> list[nodes.Node]:
+def measured_cell(objective: objectives.Objective, entries: list[dict]) -> list[nodes.Node]:
     lines = []
     for name in objective.drills:
         for item in sorted(
@@ -53,7 +53,7 @@ def measured_cell(objective: dr.Objective, entries: list[dict]) -> list[nodes.No
         ):
             para = nodes.paragraph()
             para += nodes.strong(text=f"{item.get('server', item.get('label'))}")
-            para += nodes.Text(f" ({name}): {dr.describe(item)}")
+            para += nodes.Text(f" ({name}): {objectives.describe(item)}")
             lines.append(para)
     return lines or [nodes.paragraph(text="not measured in this build (no drill report)")]
 
@@ -61,10 +61,10 @@ def measured_cell(objective: dr.Objective, entries: list[dict]) -> list[nodes.No
 class RecoveryObjectives(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         root = Path(self.env.app.confdir).resolve().parent
-        path = root / "build" / dr.REPORT.name
+        path = root / "build" / objectives.REPORT.name
         self.env.note_dependency(str(path))
-        self.env.note_dependency(str(dr.SENTINEL_CONF))
-        entries = list(dr.load(path).get("entries", {}).values())
+        self.env.note_dependency(str(objectives.SENTINEL_CONF))
+        entries = list(objectives.load(path).get("entries", {}).values())
         rows = [
             [
                 nodes.paragraph(text=o.scenario),
@@ -73,7 +73,7 @@ class RecoveryObjectives(SphinxDirective):
                 measured_cell(o, entries),
                 nodes.paragraph(text=o.procedure),
             ]
-            for o in dr.OBJECTIVES
+            for o in objectives.OBJECTIVES
         ]
         header = ["Scenario", "Target RTO", "Target RPO", "Measured in the drills", "Procedure"]
         result: list[nodes.Node] = [_table(header, [20, 15, 18, 30, 17], rows)]
@@ -81,12 +81,13 @@ class RecoveryObjectives(SphinxDirective):
         if not entries:
             note += nodes.emphasis(
                 text="No drill report in this build (build/dr-report.json is missing): run "
-                f"`{dr.COMMAND}` or `tox`, then build the site again to fill the measured column."
+                f"`{objectives.COMMAND}` or `tox`, then build the site again to fill the "
+                "measured column."
             )
             return [*result, note]
         machines = sorted({_machine(e) for e in entries})
         dates = sorted(str(e.get("when", "")) for e in entries)
-        commands = sorted({str(e.get("command", dr.COMMAND)) for e in entries})
+        commands = sorted({str(e.get("command", objectives.COMMAND)) for e in entries})
         note += nodes.Text("Measured on " + "; ".join(machines) + ", ")
         note += nodes.Text(
             f"on {dates[0]}" if dates[0] == dates[-1] else f"between {dates[0]} and {dates[-1]}"

@@ -12,12 +12,7 @@ from __future__ import annotations
 import pytest
 
 from handbook import pytest_plugin
-from handbook.drills import auth
-from handbook.paths import SNIPPETS
-from handbook.runners import redis as redis_runner
-from handbook.runners import shell as shell_runner
-from handbook.runners import sql as sql_runner
-from handbook.snippet import parse
+from handbook.drills import auth, common
 
 pytestmark = [
     pytest.mark.drill,
@@ -26,13 +21,13 @@ pytestmark = [
     pytest.mark.covers("next:automate"),
 ]
 
-PER_MINUTE = parse(SNIPPETS / "sql/auth/failed_logins_per_minute.sql")
-CLASSIFY = parse(SNIPPETS / "sql/auth/classify_attacks.sql")
-COMPROMISED = parse(SNIPPETS / "sql/auth/compromised_accounts.sql")
-LOCK = parse(SNIPPETS / "sql/auth/lock_targeted_accounts.sql")
-BLOCK = parse(SNIPPETS / "shell/auth/block_attacking_ips.sh")
-BLOCKED = parse(SNIPPETS / "shell/auth/blocked_ips.sh")
-UNBLOCK = parse(SNIPPETS / "redis/auth/unblock_ip.redis")
+PER_MINUTE = common.snippet("sql/auth/failed_logins_per_minute.sql")
+CLASSIFY = common.snippet("sql/auth/classify_attacks.sql")
+COMPROMISED = common.snippet("sql/auth/compromised_accounts.sql")
+LOCK = common.snippet("sql/auth/lock_targeted_accounts.sql")
+BLOCK = common.snippet("shell/auth/block_attacking_ips.sh")
+BLOCKED = common.snippet("shell/auth/blocked_ips.sh")
+UNBLOCK = common.snippet("redis/auth/unblock_ip.redis")
 
 ATTACKERS = {auth.BRUTE_FORCE_IP: "brute-force"} | dict.fromkeys(
     auth.STUFFING_IPS, "credential-stuffing"
@@ -59,24 +54,16 @@ class Drill:
     def __init__(self, pg, admin_env, redis) -> None:
         self.pg, self.admin_env, self.redis = pg, admin_env, redis
         self.monitor_env = pg.env("monitor") | {"PGDATABASE": admin_env["PGDATABASE"]}
-        self.shell_env = auth.shell_env(admin_env, redis)
-        self.servers = f"{pg.describe()}, {redis.describe()}"
+        self.shell_env = common.shell_env(admin_env, redis)
 
     def sql(self, snippet, *, writes: bool = False) -> str:
-        env = self.admin_env if writes else self.monitor_env
-        outcome = sql_runner.run(snippet, self.pg, env)
-        assert outcome.ok, outcome.message + "\n" + outcome.output
-        return outcome.output
+        return common.output(snippet, self.pg, self.admin_env if writes else self.monitor_env)
 
     def shell(self, snippet) -> str:
-        outcome = shell_runner.run(snippet, self.shell_env, self.servers)
-        assert outcome.ok, outcome.message + "\n" + outcome.output
-        return outcome.output
+        return common.output(snippet, [self.pg, self.redis], self.shell_env)
 
     def redis_cli(self, snippet) -> str:
-        outcome = redis_runner.run(snippet, self.redis, self.redis.env("admin"))
-        assert outcome.ok, outcome.message + "\n" + outcome.output
-        return outcome.output
+        return common.output(snippet, self.redis, self.redis.env("admin"))
 
 
 def diagnostics(drill: Drill) -> dict[str, str]:
@@ -97,27 +84,29 @@ def test_attacks_are_told_apart_and_stopped_without_locking_out_normal_users(dri
     ]
     assert normal, "the seed has no successful logins in the last 15 minutes to protect"
     baseline = diagnostics(drill)
-    per_minute = auth.table(baseline[PER_MINUTE.name])
+    per_minute = common.table(baseline[PER_MINUTE.name], -1)
     assert all(int(r["failures"]) <= 10 for r in per_minute), (
         f"{PER_MINUTE.name}: the seed's normal traffic already fails more than 10 logins a "
         f"minute, so the drill cannot tell the attack from it:\n{baseline[PER_MINUTE.name]}"
     )
     for name in (CLASSIFY.name, COMPROMISED.name):
-        assert auth.table(baseline[name]) == [], (
+        assert common.table(baseline[name], -1) == [], (
             f"{name} reports an attack in normal traffic: raise its thresholds\n{baseline[name]}"
         )
     assert "0 address(es) blocked" in drill.shell(BLOCK), f"{BLOCK.name} blocked normal users"
-    assert auth.blocked_addresses(drill.shell_env) == {}
+    assert auth.blocked_addresses(drill.redis) == {}
     assert auth.locked_accounts(drill.admin_env) == locked_before
 
     # -- the attack ------------------------------------------------------------------------
     auth.inject_attacks(drill.admin_env)
     incident = diagnostics(drill)
 
-    failures = [int(r["failures"]) for r in auth.table(incident[PER_MINUTE.name])]
+    failures = [int(r["failures"]) for r in common.table(incident[PER_MINUTE.name], -1)]
     assert max(failures) > 10, f"{PER_MINUTE.name} does not show the alert's rate: {failures}"
 
-    attacks = {(r["attack"], r["source"], r["target"]) for r in auth.table(incident[CLASSIFY.name])}
+    attacks = {
+        (r["attack"], r["source"], r["target"]) for r in common.table(incident[CLASSIFY.name], -1)
+    }
     expected = {
         ("brute force", auth.BRUTE_FORCE_IP, auth.BRUTE_FORCE_ACCOUNT),
         ("distributed", f"{len(auth.DISTRIBUTED_IPS)} addresses", auth.DISTRIBUTED_ACCOUNT),
@@ -129,7 +118,9 @@ def test_attacks_are_told_apart_and_stopped_without_locking_out_normal_users(dri
     assert {a[1] for a in stuffing} == set(auth.STUFFING_IPS), incident[CLASSIFY.name]
     assert all(a[2].endswith(" accounts") for a in stuffing), incident[CLASSIFY.name]
 
-    compromised = {(r["username"], r["source"]) for r in auth.table(incident[COMPROMISED.name])}
+    compromised = {
+        (r["username"], r["source"]) for r in common.table(incident[COMPROMISED.name], -1)
+    }
     assert {c[0] for c in compromised} == set(auth.STUFFING_COMPROMISED), (
         f"{COMPROMISED.name} must list exactly the accounts the stuffing list got into:\n"
         f"{incident[COMPROMISED.name]}"
@@ -145,16 +136,16 @@ def test_attacks_are_told_apart_and_stopped_without_locking_out_normal_users(dri
 
     # -- IP blocking -----------------------------------------------------------------------
     out = drill.shell(BLOCK)
-    blocked = auth.blocked_addresses(drill.shell_env)
+    blocked = auth.blocked_addresses(drill.redis)
     assert blocked == ATTACKERS, (
         f"{BLOCK.name} must block the brute-force and stuffing addresses and nothing else "
         f"(distributed-attack addresses are left to account protection); blocked {blocked}\n{out}"
     )
-    assert all(0 < auth.block_ttl(drill.shell_env, ip) <= 3600 for ip in blocked), (
+    assert all(0 < auth.block_ttl(drill.redis, ip) <= 3600 for ip in blocked), (
         f"{BLOCK.name}: every block must expire within the hour"
     )
     drill.shell(BLOCK)  # again: the same blocks, renewed
-    assert auth.blocked_addresses(drill.shell_env) == ATTACKERS, f"{BLOCK.name} is not idempotent"
+    assert auth.blocked_addresses(drill.redis) == ATTACKERS, f"{BLOCK.name} is not idempotent"
     listed = drill.shell(BLOCKED)
     assert sorted(line.split()[0] for line in listed.splitlines()) == sorted(ATTACKERS), listed
 
@@ -165,12 +156,12 @@ def test_attacks_are_told_apart_and_stopped_without_locking_out_normal_users(dri
         f"{LOCK.name} must lock the brute-forced, the distributed-attack target and the "
         f"compromised accounts, and nothing else; it locked {sorted(locked - locked_before)}\n{out}"
     )
-    until = auth.psql(drill.admin_env, "SELECT username, locked_until FROM users ORDER BY id")
+    until = common.psql(drill.admin_env, "SELECT username, locked_until FROM users ORDER BY id")
     drill.sql(LOCK, writes=True)
-    assert auth.psql(drill.admin_env, "SELECT username, locked_until FROM users ORDER BY id") == (
+    assert common.psql(drill.admin_env, "SELECT username, locked_until FROM users ORDER BY id") == (
         until
     ), f"{LOCK.name} run twice changed the locks: it must be idempotent"
-    revoked = auth.psql(
+    revoked = common.psql(
         drill.admin_env,
         "SELECT DISTINCT u.username FROM sessions AS s JOIN users AS u ON u.id = s.user_id "
         "WHERE s.revoked_at IS NOT NULL ORDER BY 1",
@@ -180,17 +171,17 @@ def test_attacks_are_told_apart_and_stopped_without_locking_out_normal_users(dri
     )
 
     # -- who gets in now -------------------------------------------------------------------
-    refused = auth.refused_logins(drill.admin_env, drill.shell_env, normal)
+    refused = auth.refused_logins(drill.admin_env, drill.redis, normal)
     assert refused == {}, f"normal users are locked out after the runbook: {refused}"
     attackers = [auth.Login(auth.BRUTE_FORCE_ACCOUNT, auth.BRUTE_FORCE_IP)] + [
         auth.Login(auth.DISTRIBUTED_ACCOUNT, ip) for ip in auth.DISTRIBUTED_IPS[:3]
     ]
     attackers += [auth.Login(user, auth.STUFFING_IPS[0]) for user in auth.STUFFING_COMPROMISED]
-    assert set(auth.refused_logins(drill.admin_env, drill.shell_env, attackers)) == set(attackers)
+    assert set(auth.refused_logins(drill.admin_env, drill.redis, attackers)) == set(attackers)
 
     # -- unblocking one address touches only that key ----------------------------------------
     drill.redis_cli(UNBLOCK)
-    remaining = auth.blocked_addresses(drill.shell_env)
+    remaining = auth.blocked_addresses(drill.redis)
     assert remaining == {ip: why for ip, why in ATTACKERS.items() if ip != auth.BRUTE_FORCE_IP}, (
         f"{UNBLOCK.name} must remove the block of {auth.BRUTE_FORCE_IP} only: {remaining}"
     )

@@ -16,8 +16,8 @@ import time
 import pytest
 
 import handbook.pytest_plugin
+from handbook.drills import common
 from handbook.drills import pool as drill
-from handbook.runners import sql
 from handbook.schema.databases import Databases
 
 # What these tests prove (handbook/guide/requirements.py; implementation summary)
@@ -32,18 +32,18 @@ SETTINGS = {"max_connections": "20", "superuser_reserved_connections": "1"}
 LEAKS = 14  # with 4 healthy sessions and the diagnostic's own: 19 of 20, 95 %
 MIN_IDLE = "3 seconds"  # the drill's -v min_idle: leaks must be older, a new session younger
 
-USAGE = drill.snippet("sql/pool/connections_by_state.sql")
-LEAKED = drill.snippet("sql/pool/idle_in_transaction.sql")
-TERMINATE = drill.snippet("sql/pool/terminate_leaked_sessions.sql")
-PREVENT = drill.snippet("sql/pool/idle_in_transaction_timeout.sql")
-SLOW = drill.snippet("sql/pool/long_running_queries.sql")
-BUDGET = drill.snippet("sql/pool/connection_limits.sql")
+USAGE = common.snippet("sql/pool/connections_by_state.sql")
+LEAKED = common.snippet("sql/pool/idle_in_transaction.sql")
+TERMINATE = common.snippet("sql/pool/terminate_leaked_sessions.sql")
+PREVENT = common.snippet("sql/pool/idle_in_transaction_timeout.sql")
+SLOW = common.snippet("sql/pool/long_running_queries.sql")
+BUDGET = common.snippet("sql/pool/connection_limits.sql")
 
 
 def diagnose(server, monitor_env):
     """Run the page's two investigation steps as the monitoring role; return their tables."""
-    usage = drill.psql_tables(drill.require(sql.run(USAGE, server, monitor_env), USAGE.name))
-    leaked = drill.psql_tables(drill.require(sql.run(LEAKED, server, monitor_env), LEAKED.name))
+    usage = common.tables(common.output(USAGE, server, monitor_env))
+    leaked = common.tables(common.output(LEAKED, server, monitor_env))
     return usage, leaked[0]
 
 
@@ -91,13 +91,11 @@ def test_leaked_sessions_are_found_ended_and_prevented(pg_server, request):
 
             # Step 4 names the slow statement, not the leaks (they are idle); step 5 the budget.
             def slow_pids():
-                out = drill.require(sql.run(SLOW, srv, monitor), SLOW.name)
-                return {int(r["pid"]) for r in drill.psql_tables(out)[0]}
+                out = common.output(SLOW, srv, monitor)
+                return {int(r["pid"]) for r in common.tables(out)[0]}
 
-            drill.wait_for(lambda: slow_pids() == {busy}, f"{SLOW.name} listing the busy session")
-            limits, roles, _ = drill.psql_tables(
-                drill.require(sql.run(BUDGET, srv, monitor), BUDGET.name)
-            )
+            common.wait_for(lambda: slow_pids() == {busy}, f"{SLOW.name} listing the busy session")
+            limits, roles, _ = common.tables(common.output(BUDGET, srv, monitor))
             assert limits[0]["slots_for_applications"] == "19", f"{BUDGET.name}: {limits}"
             app_role = [r for r in roles if r["role"] == drill.APP_ROLE]
             assert app_role and app_role[0]["connections_now"] == str(LEAKS + 4), roles
@@ -110,14 +108,14 @@ def test_leaked_sessions_are_found_ended_and_prevented(pg_server, request):
             young = s.connect(drill.API, autocommit=False)
             young.execute("SELECT count(*) FROM products").fetchone()
 
-            result = sql.run(TERMINATE, srv, admin, {"min_idle": MIN_IDLE})
-            ended = drill.psql_tables(drill.require(result, TERMINATE.name))[0]
+            out = common.output(TERMINATE, srv, admin, variables={"min_idle": MIN_IDLE})
+            ended = common.tables(out)[0]
             assert {int(r["pid"]) for r in ended} == leaked_pids, (
                 f"{TERMINATE.name}: terminated {sorted(int(r['pid']) for r in ended)}, "
                 f"expected exactly the leaked {sorted(leaked_pids)}"
             )
             assert all(r["terminated"] == "t" for r in ended)
-            drill.wait_for(
+            common.wait_for(
                 lambda: not drill.pids(srv, f"pid IN ({','.join(map(str, leaked_pids))})"),
                 "the leaked sessions ending",
             )
@@ -134,15 +132,15 @@ def test_leaked_sessions_are_found_ended_and_prevented(pg_server, request):
             assert {r["application"] for r in leaked} == {drill.WORKER}
 
             # Idempotent: a second run finds nothing of the API's to end.
-            again = sql.run(TERMINATE, srv, admin, {"min_idle": MIN_IDLE})
-            assert drill.psql_tables(drill.require(again, TERMINATE.name))[0] == []
+            again = common.output(TERMINATE, srv, admin, variables={"min_idle": MIN_IDLE})
+            assert common.tables(again)[0] == []
 
             # Prevention: with the timeout set on the database, a new leak ends by itself.
-            settings = drill.require(sql.run(PREVENT, srv, admin, {"limit": "1s"}), PREVENT.name)
+            settings = common.output(PREVENT, srv, admin, variables={"limit": "1s"})
             assert "idle_in_transaction_session_timeout=1s" in settings, settings
             late = s.leak(LEAKS + 1)
             late_pid = late.info.backend_pid
-            drill.wait_for(
+            common.wait_for(
                 lambda: late_pid not in drill.pids(srv, "true"),
                 f"{PREVENT.name}: the server ending a new leaked session by itself",
             )

@@ -15,12 +15,11 @@ import uuid
 import pytest
 
 import handbook.pytest_plugin
+from handbook.drills import common, local, pool
 from handbook.drills import connectivity as drill
-from handbook.drills import pool
 from handbook.pytest_plugin import unavailable
-from handbook.runners import shell, sql
 from handbook.schema import seed
-from handbook.schema.databases import TEMPLATE, Databases, psql
+from handbook.schema.databases import TEMPLATE, Databases
 
 # What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
@@ -29,18 +28,14 @@ pytestmark = [
     pytest.mark.covers("next:automate"),
 ]
 
-READINESS = pool.snippet("shell/connectivity/readiness.sh")
-DIAGNOSE = pool.snippet("shell/connectivity/diagnose_connection.sh")
-NETWORK = pool.snippet("shell/connectivity/network_check.sh")
-DISK = pool.snippet("shell/connectivity/disk_space.sh")
-DISK_USAGE = pool.snippet("sql/connectivity/disk_usage.sql")
-RECOVER = pool.snippet("shell/connectivity/recover_server.sh")
-BACKUP = pool.snippet("shell/connectivity/backup_database.sh")
-RESTORE = pool.snippet("shell/connectivity/restore_backup.sh")
-
-
-def run(snippet, srv, env):
-    return shell.run(snippet, env, srv.describe())
+READINESS = common.snippet("shell/connectivity/readiness.sh")
+DIAGNOSE = common.snippet("shell/connectivity/diagnose_connection.sh")
+NETWORK = common.snippet("shell/connectivity/network_check.sh")
+DISK = common.snippet("shell/connectivity/disk_space.sh")
+DISK_USAGE = common.snippet("sql/connectivity/disk_usage.sql")
+RECOVER = common.snippet("shell/connectivity/recover_server.sh")
+BACKUP = common.snippet("shell/connectivity/backup_database.sh")
+RESTORE = common.snippet("shell/connectivity/restore_backup.sh")
 
 
 def local_only(srv):
@@ -51,7 +46,7 @@ def local_only(srv):
 
 def expect(outcome, code, snippet, phrase):
     """The script exited with ``code`` (documented on the page) and printed ``phrase``."""
-    got = drill.exit_code(outcome)
+    got = outcome.returncode
     assert got == code and phrase in outcome.output, (
         f"{snippet.name}: expected exit {code} and {phrase!r}, got exit {got}:\n{outcome.output}"
     )
@@ -70,7 +65,7 @@ def test_stopped_server_is_reported_and_recovered(pg_server, request):
 
         # Healthy baseline: every check passes and none names a cause.
         checks = (READINESS, DIAGNOSE, NETWORK, DISK)
-        baseline = {s.name: run(s, srv, monitor) for s in checks}
+        baseline = {s.name: common.run(s, srv, monitor) for s in checks}
         for name, outcome in baseline.items():
             assert outcome.ok, f"baseline: {outcome.message}\n{outcome.output}"
             assert not drill.verdict(outcome), f"{name}: baseline verdict"
@@ -78,27 +73,27 @@ def test_stopped_server_is_reported_and_recovered(pg_server, request):
         assert "connected to erpgo" in baseline[DIAGNOSE.name].output
         assert "accepts connections" in baseline[NETWORK.name].output
         assert "Filesystem" in baseline[DISK.name].output
-        usage = pool.require(sql.run(DISK_USAGE, srv, monitor), DISK_USAGE.name)
-        sizes = pool.psql_tables(usage)[0]
+        usage = common.output(DISK_USAGE, srv, monitor)
+        sizes = common.table(usage)
         assert "erpgo" in {r["database"] for r in sizes}, usage
 
         # The incident: the server goes away without a shutdown checkpoint.
-        drill.crash(srv)
-        expect(run(READINESS, srv, monitor), 2, READINESS, "no response")
-        down = run(DIAGNOSE, srv, monitor)
+        local.crash(srv)
+        expect(common.run(READINESS, srv, monitor), 2, READINESS, "no response")
+        down = common.run(DIAGNOSE, srv, monitor)
         expect(down, 2, DIAGNOSE, "verdict: server down or unreachable")
-        expect(run(NETWORK, srv, monitor), 2, NETWORK, "refused or timed out")
+        expect(common.run(NETWORK, srv, monitor), 2, NETWORK, "refused or timed out")
         # The disk check works without the server, given the data directory.
-        disk = run(DISK, srv, monitor | {"PGDATA": drill.datadir(srv)})
+        disk = common.run(DISK, srv, monitor | {"PGDATA": str(local.local_pg(srv).datadir)})
         assert disk.ok and "Filesystem" in disk.output, f"{DISK.name}: {disk.message}"
 
         # Recovery: the page's procedure starts it (crash recovery), then does nothing.
-        recovered = run(RECOVER, srv, drill.host_env(srv, admin))
+        recovered = common.run(RECOVER, srv, local.host_env(srv, admin))
         assert recovered.ok, f"{RECOVER.name}: {recovered.message}\n{recovered.output}"
         assert "accepting connections" in recovered.output
-        assert run(READINESS, srv, monitor).ok
-        assert run(DIAGNOSE, srv, monitor).ok
-        again = run(RECOVER, srv, drill.host_env(srv, admin))
+        assert common.run(READINESS, srv, monitor).ok
+        assert common.run(DIAGNOSE, srv, monitor).ok
+        again = common.run(RECOVER, srv, local.host_env(srv, admin))
         assert again.ok and "nothing to start" in again.output, again.output
         assert seed.checksums(admin) == rows_before, "rows changed across crash and recovery"
     finally:
@@ -117,32 +112,32 @@ def test_refused_login_and_full_server_are_told_apart(pg_server, request):
         monitor = srv.env("monitor")
         admin = srv.env("admin")
 
-        baseline = run(DIAGNOSE, srv, monitor)
+        baseline = common.run(DIAGNOSE, srv, monitor)
         assert baseline.ok and not drill.verdict(baseline), baseline.output
 
         # A refused login: wrong password, unknown role. The server is up all along, and
         # pg_isready (which does not log in) says so: the page warns about exactly that.
         wrong = monitor | {"PGPASSWORD": "not-the-password"}
-        expect(run(DIAGNOSE, srv, wrong), 3, DIAGNOSE, "verdict: login refused")
-        expect(run(DIAGNOSE, srv, monitor | {"PGUSER": "erpgo_nobody"}), 3, DIAGNOSE,
+        expect(common.run(DIAGNOSE, srv, wrong), 3, DIAGNOSE, "verdict: login refused")
+        expect(common.run(DIAGNOSE, srv, monitor | {"PGUSER": "erpgo_nobody"}), 3, DIAGNOSE,
                "verdict: login refused")  # fmt: skip
-        assert run(READINESS, srv, wrong).ok
-        expect(run(DIAGNOSE, srv, monitor | {"PGDATABASE": "erpgo_missing"}), 6, DIAGNOSE,
+        assert common.run(READINESS, srv, wrong).ok
+        expect(common.run(DIAGNOSE, srv, monitor | {"PGDATABASE": "erpgo_missing"}), 6, DIAGNOSE,
                "verdict: no such database")  # fmt: skip
 
         # A full server: the application's role takes every slot it may have.
         with pool.sessions(srv, database="postgres") as s:
             for _ in range(4):
                 s.connect(pool.API)
-            full = run(DIAGNOSE, srv, monitor)
+            full = common.run(DIAGNOSE, srv, monitor)
             expect(full, 4, DIAGNOSE, "verdict: server full")
             # A superuser still gets one of the reserved slots: how you investigate.
-            assert run(DIAGNOSE, srv, admin).ok
+            assert common.run(DIAGNOSE, srv, admin).ok
             for _ in range(2):
                 s.connect("psql", user="postgres", password=admin["PGPASSWORD"])
-            expect(run(DIAGNOSE, srv, admin), 4, DIAGNOSE, "verdict: server full")
-            assert run(READINESS, srv, monitor).ok  # up, just full
-        assert run(DIAGNOSE, srv, monitor).ok
+            expect(common.run(DIAGNOSE, srv, admin), 4, DIAGNOSE, "verdict: server full")
+            assert common.run(READINESS, srv, monitor).ok  # up, just full
+        assert common.run(DIAGNOSE, srv, monitor).ok
     finally:
         srv.stop()
 
@@ -152,18 +147,18 @@ def test_backup_restores_every_row(pg_server, request, tmp_path):
     databases = request.config.stash[handbook.pytest_plugin.DATABASES]
     databases.ensure(pg_server)
     name = f"drill_restore_{uuid.uuid4().hex[:10]}"
-    psql(pg_server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    common.admin_sql(pg_server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     try:
         admin = pg_server.env("admin") | {"PGDATABASE": name}
         monitor = pg_server.env("monitor") | {"PGDATABASE": name}
         rows_before = seed.checksums(admin)
-        assert run(DIAGNOSE, pg_server, monitor).ok
+        assert common.run(DIAGNOSE, pg_server, monitor).ok
 
         # The backup, as the read-only monitoring role.
-        backup = run(BACKUP, pg_server, monitor | {"BACKUP_DIR": str(tmp_path)})
+        backup = common.run(BACKUP, pg_server, monitor | {"BACKUP_DIR": str(tmp_path)})
         assert backup.ok, f"{BACKUP.name}: {backup.message}\n{backup.output}"
         (archive,) = tmp_path.glob(f"{name}-*.dump")
-        tables = psql(
+        tables = common.admin_sql(
             pg_server,
             "SELECT count(*) FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
@@ -172,24 +167,24 @@ def test_backup_restores_every_row(pg_server, request, tmp_path):
         assert f": {int(tables)} tables of data" in backup.output, backup.output
 
         # The loss, and what the diagnosis says about it.
-        psql(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
-        expect(run(DIAGNOSE, pg_server, monitor), 6, DIAGNOSE, "verdict: no such database")
+        common.admin_sql(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
+        expect(common.run(DIAGNOSE, pg_server, monitor), 6, DIAGNOSE, "verdict: no such database")
 
         # The restore: every row back, counted by the script itself.
         env = admin | {"BACKUP_FILE": str(archive), "RESTORE_DB": name}
-        restored = run(RESTORE, pg_server, env)
+        restored = common.run(RESTORE, pg_server, env)
         assert restored.ok, f"{RESTORE.name}: {restored.message}\n{restored.output}"
         counted = {
             r["table"].removeprefix("public."): int(r["rows"])
-            for r in pool.psql_tables(restored.output)[0]
+            for r in common.table(restored.output)
         }
         expected = {t: int(v.split(":")[0]) for t, v in rows_before.items()}
         assert {t: counted.get(t) for t in expected} == expected, restored.output
         assert seed.checksums(admin) == rows_before, "the restored rows differ from the backup's"
 
         # Never on top of data: a second restore into the same database refuses, unchanged.
-        twice = run(RESTORE, pg_server, env)
+        twice = common.run(RESTORE, pg_server, env)
         assert not twice.ok and "already exists" in twice.output, twice.output
         assert seed.checksums(admin) == rows_before
     finally:
-        psql(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        common.admin_sql(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from handbook.drills import common
 from handbook.drills import deploy as drill
 from handbook.guide import notification
 from handbook.paths import DOCS, rel
@@ -51,12 +52,12 @@ def seeded_at_0005(pg_server):
     """Per server: a template database migrated to 0005 and seeded (small scale), built once."""
     env = pg_server.env("admin")
     name = f"deploy_template_{os.getpid()}"
-    drill.psql({**env, "PGDATABASE": "postgres"}, f"CREATE DATABASE {name}")
+    common.psql({**env, "PGDATABASE": "postgres"}, f"CREATE DATABASE {name}")
     template = {**env, "PGDATABASE": name}
     mig.apply(template, MIGRATIONS, target=5)
     sd.seed({**template, "HANDBOOK_SCALE": "small"}, anchor=ANCHOR)
     yield name
-    drill.psql({**env, "PGDATABASE": "postgres"}, f"DROP DATABASE {name} WITH (FORCE)")
+    common.psql({**env, "PGDATABASE": "postgres"}, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -64,13 +65,13 @@ def admin(pg_server, seeded_at_0005):
     """A database of its own, migrated to 0005 and seeded, as the superuser; dropped after."""
     env = pg_server.env("admin")
     name = f"deploy_{os.getpid()}_{next(_names)}"
-    drill.psql(
+    common.psql(
         {**env, "PGDATABASE": "postgres"}, f"CREATE DATABASE {name} TEMPLATE {seeded_at_0005}"
     )
     try:
         yield {**env, "PGDATABASE": name}
     finally:
-        drill.psql({**env, "PGDATABASE": "postgres"}, f"DROP DATABASE {name} WITH (FORCE)")
+        common.psql({**env, "PGDATABASE": "postgres"}, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _check(outcome, expected_ok: bool = True) -> str:
@@ -129,25 +130,25 @@ def test_a_long_transaction_makes_the_migration_fail_fast_and_the_recovery_works
 
         # The state the rollback page describes: dirty at the failed version, schema unchanged.
         assert mig.state(admin) == mig.State(drill.CONTRACT, True)
-        state = drill.table(_check(drill.run("sql/rollback/migration_state.sql", pg_server,
+        state = common.table(_check(common.run("sql/rollback/migration_state.sql", pg_server,
                                              admin)))  # fmt: skip
         assert state == [{"version": str(drill.CONTRACT), "dirty": "t",
                           "meaning": "failed half-way: check the schema, then force the last "
                                      "good version"}]  # fmt: skip
         still_there = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'"
-        assert drill.psql(admin, f"{still_there} AND column_name = 'email_verified'") == "1"
+        assert common.psql(admin, f"{still_there} AND column_name = 'email_verified'") == "1"
         # The pre-deployment check refuses to go on, and the blocker check names the culprit.
-        pending = drill.run("shell/deploy/pending_migrations.sh", pg_server, admin)
+        pending = common.run("shell/deploy/pending_migrations.sh", pg_server, admin)
         assert f"STOP: schema_migrations says version {drill.CONTRACT} is dirty" in _check(
             pending, expected_ok=False
         )
-        blockers = drill.table(_check(drill.run("sql/deploy/ddl_blockers.sql", pg_server, admin)))
+        blockers = common.table(_check(common.run("sql/deploy/ddl_blockers.sql", pg_server, admin)))
         assert [(r["pid"], r["application_name"], r["locked_tables"]) for r in blockers] == [
             (str(reporter), "erpgo-report", "users")
         ], blockers
 
     # Recovery as documented: the blocker is gone, force the last good version, migrate again.
-    forced = drill.run(
+    forced = common.run(
         "shell/rollback/force_version.sh",
         pg_server,
         {**admin, "LAST_GOOD": str(drill.CONTRACT - 1)},
@@ -155,13 +156,13 @@ def test_a_long_transaction_makes_the_migration_fail_fast_and_the_recovery_works
     assert f"now version {drill.CONTRACT - 1} clean" in _check(forced)
     assert mig.state(admin) == mig.State(drill.CONTRACT - 1, False)
     assert mig.apply(admin, MIGRATIONS) == [contract]
-    assert drill.psql(admin, f"{still_there} AND column_name = 'email_verified'") == "0"
+    assert common.psql(admin, f"{still_there} AND column_name = 'email_verified'") == "0"
 
 
 def test_force_version_refuses_without_the_last_good_version(pg_server, admin):
     mig.apply(admin, MIGRATIONS)
-    drill.psql(admin, "UPDATE schema_migrations SET dirty = true")
-    outcome = drill.run("shell/rollback/force_version.sh", pg_server, admin)
+    common.psql(admin, "UPDATE schema_migrations SET dirty = true")
+    outcome = common.run("shell/rollback/force_version.sh", pg_server, admin)
     assert "set LAST_GOOD to the last good version" in _check(outcome, expected_ok=False)
     assert mig.state(admin) == mig.State(MIGRATIONS[-1].version, True)
 
@@ -174,12 +175,15 @@ def test_during_the_expand_phase_both_releases_work_and_agree(admin):
     mig.apply(admin, MIGRATIONS, target=drill.CONTRACT - 1)
     # The backfill: everyone who has logged in is verified, in both columns alike.
     assert (
-        drill.psql(admin, "SELECT count(*) FROM users WHERE email_verified")
-        == drill.psql(admin, "SELECT count(*) FROM users WHERE last_login_at IS NOT NULL")
+        common.psql(admin, "SELECT count(*) FROM users WHERE email_verified")
+        == common.psql(admin, "SELECT count(*) FROM users WHERE last_login_at IS NOT NULL")
         != "0"
     )
-    assert drill.psql(admin, DISAGREEING) == "0"
-    with drill.connect(admin, "erpgo-api-1.4") as c14, drill.connect(admin, "erpgo-api-1.5") as c15:
+    assert common.psql(admin, DISAGREEING) == "0"
+    with (
+        common.connect(admin, "erpgo-api-1.4", autocommit=True) as c14,
+        common.connect(admin, "erpgo-api-1.5", autocommit=True) as c15,
+    ):
         old, new = drill.Release14(c14), drill.Release15(c15)
         a = old.sign_up("drill-a@example.com")
         b = new.sign_up("drill-b@example.com")
@@ -201,7 +205,7 @@ def test_during_the_expand_phase_both_releases_work_and_agree(admin):
 @pytest.mark.drill
 def test_down_then_up_loses_no_rows_outside_what_the_migration_owns(pg_server, admin):
     mig.apply(admin, MIGRATIONS)
-    drill.psql(admin, BACKUP.format(n=1, h=2, verified="now() - interval '1 hour'"))
+    common.psql(admin, BACKUP.format(n=1, h=2, verified="now() - interval '1 hour'"))
     seeded = drill.data_sums(admin, {"public.users": {"email_verified_at"}})
     assert all(not v.startswith("0:") for k, v in seeded.items() if k != "ops.backup_runs"), seeded
     for migration in reversed(RELEASE):
@@ -227,11 +231,11 @@ def test_down_then_up_loses_no_rows_outside_what_the_migration_owns(pg_server, a
 
 def test_rolling_back_the_contract_keeps_every_confirmation(admin):
     mig.apply(admin, MIGRATIONS)
-    drill.psql(admin, "UPDATE users SET email_verified_at = now() - interval '1 day' "
+    common.psql(admin, "UPDATE users SET email_verified_at = now() - interval '1 day' "
                       "WHERE id % 7 = 0")  # fmt: skip
     before = drill.data_sums(admin, {})
     mig.rollback_one(admin, MIGRATIONS)
-    assert drill.psql(admin, DISAGREEING) == "0"
+    assert common.psql(admin, DISAGREEING) == "0"
     mig.apply(admin, MIGRATIONS)
     assert drill.data_sums(admin, {}) == before
 
@@ -241,7 +245,7 @@ def test_rolling_back_the_contract_keeps_every_confirmation(admin):
 
 def test_pending_migrations_lists_exactly_the_files_past_the_database_version(pg_server, admin):
     mig.apply(admin, MIGRATIONS, target=drill.EXPAND)
-    output = _check(drill.run("shell/deploy/pending_migrations.sh", pg_server, admin))
+    output = _check(common.run("shell/deploy/pending_migrations.sh", pg_server, admin))
     expected = [f"pending: {m.up.name}" for m in MIGRATIONS if m.version > drill.EXPAND]
     assert [line for line in output.splitlines() if line.startswith("pending:")] == expected
     assert f"database at version {drill.EXPAND} (clean); {len(expected)} migration(s) pending" in (
@@ -252,30 +256,30 @@ def test_pending_migrations_lists_exactly_the_files_past_the_database_version(pg
 def test_migrate_down_one_matches_golang_migrate_bookkeeping(pg_server, admin):
     mig.apply(admin, MIGRATIONS)
     twin = {**admin, "PGDATABASE": admin["PGDATABASE"] + "_twin"}
-    drill.psql({**admin, "PGDATABASE": "postgres"},
+    common.psql({**admin, "PGDATABASE": "postgres"},
                f"CREATE DATABASE {twin['PGDATABASE']} TEMPLATE {admin['PGDATABASE']}")  # fmt: skip
     try:
-        output = _check(drill.run("shell/rollback/migrate_down_one.sh", pg_server, admin))
+        output = _check(common.run("shell/rollback/migrate_down_one.sh", pg_server, admin))
         last = MIGRATIONS[-1]
         assert f"rolled back {last.down.name}: schema at version {last.version - 1}" in output
         assert mig.rollback_one(twin, MIGRATIONS) == last
         assert mig.state(admin) == mig.state(twin) == mig.State(last.version - 1, False)
         assert mig.schema_dump(admin) == mig.schema_dump(twin)
     finally:
-        drill.psql({**admin, "PGDATABASE": "postgres"},
+        common.psql({**admin, "PGDATABASE": "postgres"},
                    f"DROP DATABASE {twin['PGDATABASE']} WITH (FORCE)")  # fmt: skip
 
 
 def test_migrate_down_one_waits_for_no_one_and_refuses_dirty_or_locked(pg_server, admin):
     mig.apply(admin, MIGRATIONS)
     key = mig.lock_id(admin["PGDATABASE"])
-    with drill.connect(admin, "migrate") as holder:
+    with common.connect(admin, "migrate", autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
-        outcome = drill.run("shell/rollback/migrate_down_one.sh", pg_server, admin)
+        outcome = common.run("shell/rollback/migrate_down_one.sh", pg_server, admin)
         assert "another migration run holds the migration lock" in _check(outcome, False)
         assert mig.state(admin) == mig.State(MIGRATIONS[-1].version, False)
-    drill.psql(admin, "UPDATE schema_migrations SET dirty = true")
-    outcome = drill.run("shell/rollback/migrate_down_one.sh", pg_server, admin)
+    common.psql(admin, "UPDATE schema_migrations SET dirty = true")
+    outcome = common.run("shell/rollback/migrate_down_one.sh", pg_server, admin)
     assert "is dirty: recover from the failed migration first" in _check(outcome, False)
 
 
@@ -284,22 +288,22 @@ def test_last_verified_backup_says_stop_unless_a_recent_restore_passed(pg_server
     monitor = {**pg_server.env("monitor"), "PGDATABASE": admin["PGDATABASE"]}
 
     def verdict() -> str:
-        out = _check(drill.run("sql/deploy/last_verified_backup.sql", pg_server, monitor))
-        return drill.table(out)[0]["verdict"]
+        out = _check(common.run("sql/deploy/last_verified_backup.sql", pg_server, monitor))
+        return common.table(out)[0]["verdict"]
 
     insert = BACKUP
     assert verdict() == "STOP: no verified backup in ops.backup_runs"
-    drill.psql(admin, insert.format(n=1, h=2, verified="NULL"))  # taken, never restored
+    common.psql(admin, insert.format(n=1, h=2, verified="NULL"))  # taken, never restored
     assert verdict() == "STOP: no verified backup in ops.backup_runs"
-    drill.psql(admin, insert.format(n=2, h=30, verified="now() - interval '29 hours'"))
+    common.psql(admin, insert.format(n=2, h=30, verified="now() - interval '29 hours'"))
     assert verdict() == "STOP: the newest verified backup is older than 26 hours"
-    drill.psql(admin, insert.format(n=3, h=3, verified="now() - interval '1 hour'"))
+    common.psql(admin, insert.format(n=3, h=3, verified="now() - interval '1 hour'"))
     assert verdict() == "ok"
 
 
 def test_replication_lag_says_when_no_replica_is_connected(pg_server, admin):
     monitor = {**pg_server.env("monitor"), "PGDATABASE": admin["PGDATABASE"]}
-    rows = drill.table(_check(drill.run("sql/deploy/replication_lag.sql", pg_server, monitor)))
+    rows = common.table(_check(common.run("sql/deploy/replication_lag.sql", pg_server, monitor)))
     assert [r["replica"] for r in rows] == [
         "none: no streaming replica is connected to this server"
     ]
@@ -317,13 +321,15 @@ def test_the_incident_message_has_every_field_the_channel_needs(pg_server, admin
         "RELEASE_TO": "1.4.2",
         "COMMANDER": "A. On-call",
     }
-    output = _check(drill.run("shell/rollback/incident_message.sh", pg_server, {**admin, **filled}))
+    output = _check(
+        common.run("shell/rollback/incident_message.sh", pg_server, {**admin, **filled})
+    )
     assert notification.problems(output) == [], output
     fields = notification.fields(output)
     assert fields["Incident"] == "INC-2041" and fields["Release"] == "1.5.0 -> 1.4.2"
     assert fields["Schema version"] == str(MIGRATIONS[-1].version)
     # Unfilled, the template still lists every field, each marked for filling in.
-    blank = _check(drill.run("shell/rollback/incident_message.sh", pg_server, admin))
+    blank = _check(common.run("shell/rollback/incident_message.sh", pg_server, admin))
     missing = notification.problems(blank)
     assert not [p for p in missing if p.startswith("no ")], missing
     assert {p.split("'")[1] for p in missing} == {
@@ -358,36 +364,32 @@ def test_rollback_triggers_match_the_alert_rules():
 @pytest.mark.drill
 def test_replication_lag_lists_a_streaming_replica(pg_server, request):
     # A primary of its own with a real streaming standby, built by the disaster-recovery
-    # page's own snippet (handbook.drills.recovery runs it as the server account).
-    from handbook.drills import recovery
+    # page's own snippet (run as the server account, as handbook.drills.promotion does).
+    from handbook.drills.local import Instance, local_pg
+    from handbook.drills.promotion import STANDBY_NAME
     from handbook.pytest_plugin import POOL
 
     pool = request.config.stash[POOL]
     primary = pool.start_private(pg_server.label, {"wal_level": "replica"})
     try:
-        owner = recovery.local_pg(primary)
-        standby = recovery.Instance(owner, primary, "standby")
+        standby = Instance(local_pg(primary), primary, "standby")
         try:
-            standby.check(
-                recovery.run_owned(
-                    owner, "shell/dr/create_standby.sh", primary,
-                    STANDBY_PGDATA=str(standby.datadir), STANDBY_NAME=recovery.STANDBY_NAME,
-                    STANDBY_PORT=str(standby.port),
-                ),
-                "creating the standby (snippets/shell/dr/create_standby.sh)",
+            standby.start(
+                "shell/dr/create_standby.sh", primary,
+                STANDBY_PGDATA=str(standby.datadir), STANDBY_NAME=STANDBY_NAME,
+                STANDBY_PORT=str(standby.port),
             )  # fmt: skip
-            standby.record_pid()
-            recovery.wait_for(
-                lambda: recovery.one_value(primary, "SELECT count(*) FROM pg_stat_replication "
-                                           "WHERE state = 'streaming'") == "1",
+            streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+            common.wait_for(
+                lambda: common.admin_sql(primary, streaming) == "1",
                 "the standby streaming from the primary",
-            )  # fmt: skip
+            )
             monitor = primary.env("monitor")
-            output = _check(drill.run("sql/deploy/replication_lag.sql", primary, monitor))
-            rows = drill.table(output)
-            assert [(r["replica"], r["state"]) for r in rows] == [
-                (recovery.STANDBY_NAME, "streaming")
-            ], output
+            output = _check(common.run("sql/deploy/replication_lag.sql", primary, monitor))
+            rows = common.table(output)
+            assert [(r["replica"], r["state"]) for r in rows] == [(STANDBY_NAME, "streaming")], (
+                output
+            )
             assert int(rows[0]["bytes_behind"]) >= 0, output
         finally:
             standby.stop()

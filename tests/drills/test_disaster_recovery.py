@@ -20,7 +20,8 @@ import os
 
 import pytest
 
-from handbook.drills import dr, recovery
+from handbook.drills import backup, objectives, promotion, sentinel
+from handbook.drills.objectives import Figures
 from handbook.pytest_plugin import unavailable
 from handbook.servers import ServerPool
 from handbook.servers.base import ServerUnavailable
@@ -46,70 +47,65 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="module")
 def measured():
     """Drills that passed; their figures go to build/dr-report.json after the module."""
-    passed: list[recovery.Drill] = []
+    passed: list[Figures] = []
     yield passed
     if passed:
-        dr.record(passed, dr.TEST_COMMAND)
+        objectives.record(passed, objectives.TEST_COMMAND)
 
 
-def run(label: str, drill, *args) -> list[recovery.Drill]:
+def run(label: str, drill, *args):
     if label.startswith("no-"):
         unavailable(
             f"no local {label[3:]} server: install one (.ci/run does), or name it in "
             "HANDBOOK_PG_BINDIRS / HANDBOOK_REDIS_SERVERS"
         )
     try:
-        result = drill(LOCAL, label, *args)
+        return drill(LOCAL, label, *args)
     except ServerUnavailable as exc:
         unavailable(str(exc))
-    return result if isinstance(result, list) else [result]
 
 
-def check(drills: list[recovery.Drill], measured: list[recovery.Drill]) -> None:
-    found = [problem for drill in drills for problem in recovery.problems(drill)]
+def check(results: list, measured: list[Figures]) -> None:
+    found = [problem for result in results for problem in result.problems()]
     assert not found, "\n".join(found)
-    measured.extend(drills)
+    measured.extend(results)
 
 
 @pytest.mark.drill
 def test_backup_verifies_and_restores_to_a_point_in_time(pg_label, measured):
-    drills = {d.name: d for d in run(pg_label, recovery.backup_and_pitr)}
-    verification, by_name, by_time = (
-        drills["backup-verification"],
-        drills["pitr-name"],
-        drills["pitr-time"],
-    )
+    drill = run(pg_label, backup.backup_and_pitr)
     # The scratch restore holds exactly what the source held when the backup was taken.
-    assert verification.checked["tables_match"], verification.checked
+    assert drill.verification.restored == drill.verification.expected, drill.verification
     # Committed after the restore point / after the target time: gone. Before: all back.
-    assert "3-after-name" not in by_name.checked["restored"], by_name.checked
-    assert by_name.checked["restored"]["2-before-name"] == 10, by_name.checked
-    assert "2-before-name" not in by_time.checked["restored"], by_time.checked
-    assert by_time.checked["restored"]["1-before-time"] == 10, by_time.checked
-    check(list(drills.values()), measured)
+    by_name, by_time = drill.by_name.restored, drill.by_time.restored
+    assert backup.AFTER_NAME not in by_name, drill.by_name
+    assert by_name[backup.BEFORE_NAME] == backup.BATCH, drill.by_name
+    assert backup.BEFORE_NAME not in by_time, drill.by_time
+    assert by_time[backup.BEFORE_TIME] == backup.BATCH, drill.by_time
+    check(drill.results, measured)
 
 
 @pytest.mark.drill
 def test_async_promotion_loses_the_commits_the_standby_never_got(pg_label, measured):
-    (drill,) = run(pg_label, recovery.promotion, False)
-    during = drill.checked["acknowledged"]["2-during-the-fault"]
-    assert during > 0, f"no commit was acknowledged while the standby was cut off: {drill.checked}"
-    assert drill.checked["lost"] == during, drill.checked
+    drill = run(pg_label, promotion.promotion, False)
+    during = drill.acknowledged[promotion.DURING]
+    assert during > 0, f"no commit was acknowledged while the standby was cut off: {drill}"
+    assert drill.lost == during, drill
     check([drill], measured)
 
 
 @pytest.mark.drill
 def test_sync_promotion_loses_no_acknowledged_commit(pg_label, measured):
-    (drill,) = run(pg_label, recovery.promotion, True)
-    assert drill.checked["lost"] == 0, drill.checked
-    assert drill.checked["writes_accepted"], drill.checked
+    drill = run(pg_label, promotion.promotion, True)
+    assert drill.lost == 0, drill
+    assert drill.writes_accepted, drill
     check([drill], measured)
 
 
 @pytest.mark.drill
 def test_sentinel_promotes_the_replica_when_the_master_dies(redis_label, measured):
-    (drill,) = run(redis_label, recovery.sentinel_failover)
-    assert drill.checked["keys_kept"] == 100, drill.checked
+    drill = run(redis_label, sentinel.sentinel_failover)
+    assert drill.keys_kept == sentinel.KEYS, drill
     check([drill], measured)
 
 
@@ -117,26 +113,30 @@ def test_every_objective_names_drills_that_exist_and_figures_they_measure():
     """The page's table cannot point at a drill or a figure nobody measures."""
     names = {"backup-verification", "pitr-name", "pitr-time"}
     names |= {"promotion-async", "promotion-sync", "sentinel-failover"}
-    for objective in dr.OBJECTIVES:
+    for objective in objectives.OBJECTIVES:
         unknown = set(objective.drills) - names
         assert not unknown, (
-            f"handbook/drills/dr.py: {objective.anchor} names unknown drills {unknown}"
+            f"handbook/drills/objectives.py: {objective.anchor} names unknown drills {unknown}"
         )
-    assert set(dr.FIGURES) == names, "handbook/drills/dr.py: FIGURES must describe every drill"
+    assert set(objectives.FIGURES) == names, (
+        "handbook/drills/objectives.py: FIGURES must describe every drill"
+    )
 
 
 def test_report_keeps_other_entries_and_names_the_machine_not_the_host(tmp_path):
     path = tmp_path / "dr-report.json"
-    first = recovery.Drill("pitr-name", "pg15", "PostgreSQL 15.20", measured={"restore_seconds": 2})
-    second = recovery.Drill("pitr-name", "pg18", "PostgreSQL 18.6", measured={"restore_seconds": 1})
-    dr.record([first], "one", path)
-    dr.record([second], "two", path)
-    entries = dr.load(path)["entries"]
-    assert set(entries) == {"pitr-name[pg15]", "pitr-name[pg18]"}
-    assert entries["pitr-name[pg15]"]["command"] == "one"
+    first = Figures(name="pitr-name", label="pg-a", server="PostgreSQL 15.20",
+                    measured={"restore_seconds": 2})  # fmt: skip
+    second = Figures(name="pitr-name", label="pg-b", server="PostgreSQL 18.6",
+                     measured={"restore_seconds": 1})  # fmt: skip
+    objectives.record([first], "one", path)
+    objectives.record([second], "two", path)
+    entries = objectives.load(path)["entries"]
+    assert set(entries) == {"pitr-name[pg-a]", "pitr-name[pg-b]"}
+    assert entries["pitr-name[pg-a]"]["command"] == "one"
     text = path.read_text()
     assert os.uname().nodename not in text, "the report must not carry the hostname"
-    assert dr.describe(entries["pitr-name[pg18]"]) == "restored and writable in 1.0 s"
+    assert objectives.describe(entries["pitr-name[pg-b]"]) == "restored and writable in 1.0 s"
 
 
 def build_page(tmp_path, report: dict | None):
@@ -158,45 +158,45 @@ def build_page(tmp_path, report: dict | None):
 def test_page_without_a_report_builds_and_says_how_to_fill_it(tmp_path):
     html = build_page(tmp_path, None)
     assert "No drill report in this build" in html
-    assert dr.COMMAND in html
-    for objective in dr.OBJECTIVES:
+    assert objectives.COMMAND in html
+    for objective in objectives.OBJECTIVES:
         assert objective.rto.split(" (")[0] in html, f"target of {objective.anchor} not shown"
 
 
 def test_page_renders_measured_figures_with_machine_date_and_command(tmp_path):
-    drill = recovery.Drill(
-        "promotion-async",
-        "pg15",
-        "PostgreSQL 15.20",
+    drill = Figures(
+        name="promotion-async",
+        label="pg-a",
+        server="PostgreSQL 15.20",
         measured={"promote_to_write_seconds": 0.25, "transactions_lost": 25},
     )
-    report = {"entries": {"promotion-async[pg15]": dr.entry(drill, dr.COMMAND)}}
+    report = {"entries": {"promotion-async[pg-a]": objectives.entry(drill, objectives.COMMAND)}}
     html = build_page(tmp_path, report)
     assert "pg_promote() to first write 250 ms, acknowledged commits lost 25" in html
-    assert f"{dr.machine()['cores']} cores" in html
-    assert report["entries"]["promotion-async[pg15]"]["when"] in html
+    assert f"{objectives.machine()['cores']} cores" in html
+    assert report["entries"]["promotion-async[pg-a]"]["when"] in html
     assert "No drill report" not in html
 
 
 STATUS = " {col} \n---\n {value}\n(1 row)\n"
 
 
-def promotion_outcome(name: str, lost: int, during: int) -> recovery.Drill:
-    return recovery.Drill(
-        name,
-        "pg15",
-        "PostgreSQL 15.20",
-        checked={
-            "replication_status": STATUS.format(
-                col="sync_state", value="sync" if name == "promotion-sync" else "async"
-            ),
-            "standby_status": STATUS.format(col="in_recovery", value="t"),
-            "promote_output": STATUS.format(col="promoted", value="t"),
-            "in_recovery_after": "f",
-            "writes_accepted": True,
-            "acknowledged": {"1-replicated": 20, "2-during-the-fault": during},
-            "lost": lost,
-        },
+def promotion_outcome(name: str, lost: int, during: int) -> promotion.Promotion:
+    synchronous = name == "promotion-sync"
+    return promotion.Promotion(
+        name=name,
+        label="pg-a",
+        server="PostgreSQL 15.20",
+        synchronous=synchronous,
+        replication_status=STATUS.format(
+            col="sync_state", value="sync" if synchronous else "async"
+        ),
+        standby_status=STATUS.format(col="in_recovery", value="t"),
+        promote_output=STATUS.format(col="promoted", value="t"),
+        in_recovery_after="f",
+        writes_accepted=True,
+        acknowledged={promotion.REPLICATED: 20, promotion.DURING: during},
+        present_after_promotion={promotion.REPLICATED: 20, promotion.DURING: during - lost},
     )
 
 
@@ -205,14 +205,16 @@ def promotion_outcome(name: str, lost: int, during: int) -> recovery.Drill:
     [
         ("promotion-async", 0, 25, "asynchronous replication lost 0 commits"),
         ("promotion-async", 0, 0, "and more than none"),
-        ("promotion-sync", 3, 0, "synchronous replication lost 3 acknowledged commits"),
+        ("promotion-sync", 3, 3, "synchronous replication lost 3 acknowledged commits"),
         ("promotion-sync", 0, 0, None),
         ("promotion-async", 25, 25, None),
     ],
 )
 def test_promotion_checks_fail_on_the_wrong_loss(name, lost, during, complaint):
     """The checks the drills rely on do fail when the outcome is wrong."""
-    found = recovery.problems(promotion_outcome(name, lost, during))
+    drill = promotion_outcome(name, lost, during)
+    assert drill.lost == lost
+    found = drill.problems()
     if complaint is None:
         assert found == []
     else:
@@ -220,19 +222,48 @@ def test_promotion_checks_fail_on_the_wrong_loss(name, lost, during, complaint):
 
 
 def test_pitr_check_fails_when_a_row_after_the_target_comes_back():
-    committed = {"0-in-backup": 1000, "1-before-time": 10, "2-before-name": 10, "3-after-name": 10}
-    drill = recovery.Drill(
-        "pitr-name",
-        "pg15",
-        "PostgreSQL 15.20",
-        checked={
-            "target": recovery.RESTORE_POINT,
-            "committed": committed,
-            "restored": committed,  # the rows committed after the restore point came back
-            "promoted": True,
-            "archiver_failures": 0,
-        },
+    committed = {backup.IN_BACKUP: 1000, backup.BEFORE_TIME: 10, backup.BEFORE_NAME: 10,
+                 backup.AFTER_NAME: 10}  # fmt: skip
+    drill = backup.PointInTimeRestore(
+        name="pitr-name",
+        label="pg-a",
+        server="PostgreSQL 15.20",
+        target=backup.RESTORE_POINT,
+        committed=committed,
+        restored=committed,  # the rows committed after the restore point came back
+        promoted=True,
+        archiver_failures=0,
     )
-    (problem,) = recovery.problems(drill)
-    assert "pitr-name on pg15: restoring to 'erpgo-before-release'" in problem
+    (problem,) = drill.problems()
+    assert "pitr-name on pg-a: restoring to 'erpgo-before-release'" in problem
     assert "none after" in problem
+
+
+def test_verification_check_fails_when_the_restore_differs():
+    drill = backup.Verification(
+        name="backup-verification",
+        label="pg-a",
+        server="PostgreSQL 15.20",
+        manifest_verified=True,
+        expected=" table | rows\n---\n public.drill_orders | 1000 |\n",
+        restored=" table | rows\n---\n public.drill_orders | 999 |\n",
+        rows=1000,
+    )
+    (problem,) = drill.problems()
+    assert "the scratch restore differs from the source" in problem
+
+
+def test_sentinel_check_fails_when_the_replica_is_not_the_new_master():
+    drill = sentinel.SentinelFailover(
+        name="sentinel-failover",
+        label="redis-a",
+        server="Redis 7.0.15",
+        replicas_acknowledged=1,
+        sentinel_status="master: 127.0.0.1:6380\n",
+        role="slave\n",
+        new_master_port=6381,
+        keys_kept=sentinel.KEYS,
+    )
+    found = drill.problems()
+    assert any("does not name :6381 as the master" in p for p in found), found
+    assert any("redis_role.sh on the promoted replica" in p for p in found), found

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 import handbook.pytest_plugin
+from handbook.drills import common
 from handbook.drills import errors as drill
-from handbook.drills import latency
 
 # What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [pytest.mark.covers("20.2"), pytest.mark.covers("next:drill")]
@@ -38,17 +38,17 @@ def pg(request, pg_server):
 
 def window(server, monitor) -> dict[str, int]:
     """Run the runbook's snippet (a 3 s sample) and return the drill database's counters."""
-    return drill.database_row(latency.run(FAILURES, server, monitor), DATABASE)
+    return drill.database_row(common.output(FAILURES, server, monitor), DATABASE)
 
 
 @pytest.mark.drill
 def test_transaction_failures_tell_deadlocks_from_serialization_failures(pg):
     server, admin, monitor = pg
-    with drill.running(server, admin, "healthy"):
+    with drill.running(admin, "healthy"):
         baseline = window(server, monitor)
-        with drill.running(server, admin, "serialization") as serialization:
+        with drill.running(admin, "serialization") as serialization:
             during_serialization = window(server, monitor)
-        with drill.running(server, admin, "deadlocks") as deadlocks:
+        with drill.running(admin, "deadlocks") as deadlocks:
             during_deadlocks = window(server, monitor)
 
     where = f"snippets/{FAILURES}"

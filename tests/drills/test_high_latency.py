@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 import handbook.pytest_plugin
+from handbook.drills import common
 from handbook.drills import latency as drill
 from handbook.pytest_plugin import unavailable
 from handbook.schema.databases import SHARED, Databases
@@ -38,10 +39,6 @@ ENABLE_LATENCY = "redis/latency/enable_latency_monitor.redis"
 COMMAND_STATS = "shell/latency/redis_command_stats.sh"
 
 
-def missing(reason: str) -> None:
-    unavailable(reason)
-
-
 @pytest.fixture(scope="module")
 def pg(request, pg_server):
     """A dedicated server of pg_server's version with the seeded database and a year of orders.
@@ -53,7 +50,7 @@ def pg(request, pg_server):
     server = pool.start_private(pg_server.label)
     try:
         if "pg_stat_statements" not in server.features:
-            missing(
+            unavailable(
                 f"{server.label}: the install has no pg_stat_statements, which the runbook's "
                 "top-queries step needs: install postgresql-contrib for this version"
             )
@@ -67,34 +64,34 @@ def pg(request, pg_server):
 
 
 def explain(server, monitor) -> str:
-    return drill.run(EXPLAIN, server, monitor)
+    return common.output(EXPLAIN, server, monitor)
 
 
 @pytest.mark.drill
 def test_missing_index_is_found_and_the_concurrent_index_cuts_buffers_tenfold(pg):
     server, admin, monitor = pg
     drill.reset_statistics(admin)
-    drill.healthy_traffic(server, admin)
+    drill.healthy_traffic(admin)
 
     # Baseline: nothing points at orders or at the pending-orders query.
-    top = drill.run(TOP, server, monitor)
+    top = common.output(TOP, server, monitor)
     assert drill.PENDING_ORDERS_NORMALISED not in top, (
         f"snippets/{TOP}: lists the pending-orders query before it ever ran:\n{top}"
     )
-    seq = drill.run(SEQ, server, monitor)
+    seq = common.output(SEQ, server, monitor)
     assert "public.orders" not in seq, (
         f"snippets/{SEQ}: names orders although only indexed lookups ran:\n{seq}"
     )
 
     # Incident: the dashboard's query reads the whole table on every call.
-    drill.pending_orders(server, admin)
-    top = drill.run(TOP, server, monitor)
-    first = drill.table(top)[0]
+    drill.pending_orders(admin)
+    top = common.output(TOP, server, monitor)
+    first = common.table(top)[0]
     assert drill.PENDING_ORDERS_NORMALISED in first["query"], (
         f"snippets/{TOP}: the pending-orders query should be first (it read the whole "
         f"orders table {first['calls']} times):\n{top}"
     )
-    seq_rows = drill.table(drill.run(SEQ, server, monitor))
+    seq_rows = common.table(common.output(SEQ, server, monitor))
     assert seq_rows and seq_rows[0]["table_name"] == "public.orders", (
         f"snippets/{SEQ}: orders should head the sequentially scanned tables: {seq_rows}"
     )
@@ -105,24 +102,24 @@ def test_missing_index_is_found_and_the_concurrent_index_cuts_buffers_tenfold(pg
     # Fix, while an order is written in an open transaction: the build waits for that
     # transaction, and meanwhile other sessions still write to orders (a plain
     # CREATE INDEX would queue them behind it).
-    with drill.open_write(server, admin) as commit:
-        build = drill.in_thread(drill.run, FIX, server, admin)
-        drill.wait_until(
-            lambda: drill.index_build_waiting(admin), 15, "the index build to wait for the writer"
+    with drill.open_write(admin) as commit:
+        build = drill.in_thread(common.output, FIX, server, admin)
+        common.wait_for(
+            lambda: drill.index_build_waiting(admin), "the index build to wait for the writer", 15
         )
         drill.insert_order(admin, lock_timeout="2s")  # raises if it has to wait
         commit()
     build.result(timeout=60)
 
     # Twice: the file must be safe to rerun, and change nothing the second time.
-    counts = drill.psql(admin, "SELECT count(*), sum(total) FROM orders")
-    index_oid = drill.psql(admin, f"SELECT '{drill.FIX_INDEX}'::regclass::oid")
-    again = drill.run(FIX, server, admin)
-    assert drill.table(again)[0]["valid"] == "t", f"snippets/{FIX}: index not valid:\n{again}"
-    assert drill.psql(admin, f"SELECT '{drill.FIX_INDEX}'::regclass::oid") == index_oid, (
+    counts = common.psql(admin, "SELECT count(*), sum(total) FROM orders")
+    index_oid = common.psql(admin, f"SELECT '{drill.FIX_INDEX}'::regclass::oid")
+    again = common.output(FIX, server, admin)
+    assert common.table(again)[0]["valid"] == "t", f"snippets/{FIX}: index not valid:\n{again}"
+    assert common.psql(admin, f"SELECT '{drill.FIX_INDEX}'::regclass::oid") == index_oid, (
         f"snippets/{FIX}: a second run rebuilt the index instead of keeping it"
     )
-    assert drill.psql(admin, "SELECT count(*), sum(total) FROM orders") == counts, (
+    assert common.psql(admin, "SELECT count(*), sum(total) FROM orders") == counts, (
         f"snippets/{FIX}: changed orders' rows"
     )
 
@@ -131,8 +128,8 @@ def test_missing_index_is_found_and_the_concurrent_index_cuts_buffers_tenfold(pg
         f"snippets/{EXPLAIN}: after snippets/{FIX} the plan should use {drill.FIX_INDEX}:\n{plan}"
     )
     drill.reset_statistics(admin)
-    drill.pending_orders(server, admin)
-    after = int(drill.pending_orders_row(drill.run(TOP, server, monitor))["buffers_per_call"])
+    drill.pending_orders(admin)
+    after = int(drill.pending_orders_row(common.output(TOP, server, monitor))["buffers_per_call"])
     assert after * 10 <= before, (
         f"snippets/{FIX}: shared buffers per call went from {before} to {after}; the index "
         "should cut them at least tenfold"
@@ -142,16 +139,16 @@ def test_missing_index_is_found_and_the_concurrent_index_cuts_buffers_tenfold(pg
 @pytest.mark.drill
 def test_blocking_locks_names_the_idle_blocker_and_only_it_is_terminated(pg):
     server, admin, monitor = pg
-    baseline = drill.run(BLOCKING, server, monitor)
-    assert drill.table(baseline) == [], f"snippets/{BLOCKING}: rows on a quiet server:\n{baseline}"
+    baseline = common.output(BLOCKING, server, monitor)
+    assert common.table(baseline) == [], f"snippets/{BLOCKING}: rows on a quiet server:\n{baseline}"
 
     # A healthy session idle in a transaction that blocks nobody: must survive.
-    bystander = drill.LockHolder.start(server, admin, order_id=2)
-    blocker = drill.LockHolder.start(server, admin, order_id=1)
-    waiter = drill.Waiter.start(server, admin, order_id=1)
+    bystander = drill.LockHolder.start(admin, order_id=2)
+    blocker = drill.LockHolder.start(admin, order_id=1)
+    waiter = drill.Waiter.start(admin, order_id=1)
     try:
-        drill.wait_until(lambda: drill.waiting_on_lock(admin, waiter.pid), 10, "the update to wait")
-        rows = drill.table(drill.run(BLOCKING, server, monitor))
+        common.wait_for(lambda: drill.waiting_on_lock(admin, waiter.pid), "the update to wait", 10)
+        rows = common.table(common.output(BLOCKING, server, monitor))
         assert [(r["waiting_pid"], r["blocking_pid"]) for r in rows] == [
             (str(waiter.pid), str(blocker.pid))
         ], f"snippets/{BLOCKING}: expected {waiter.pid} blocked by {blocker.pid}: {rows}"
@@ -159,10 +156,10 @@ def test_blocking_locks_names_the_idle_blocker_and_only_it_is_terminated(pg):
         assert rows[0]["blocking_state"] == "idle in transaction"
 
         # The resolution only ends blockers idle for more than 5 seconds.
-        drill.wait_until(
-            lambda: drill.idle_for(admin, blocker.pid) > 5.5, 15, "the blocker to idle 5 s"
+        common.wait_for(
+            lambda: drill.idle_for(admin, blocker.pid) > 5.5, "the blocker to idle 5 s", 15
         )
-        ended = drill.table(drill.run(TERMINATE, server, admin))
+        ended = common.table(common.output(TERMINATE, server, admin))
         assert [r["pid"] for r in ended] == [str(blocker.pid)], (
             f"snippets/{TERMINATE}: should end exactly the blocker {blocker.pid}: {ended}"
         )
@@ -171,9 +168,9 @@ def test_blocking_locks_names_the_idle_blocker_and_only_it_is_terminated(pg):
             f"snippets/{TERMINATE}: ended an idle transaction that blocked nobody"
         )
         assert not blocker.alive()
-        again = drill.table(drill.run(TERMINATE, server, admin))
+        again = common.table(common.output(TERMINATE, server, admin))
         assert again == [], f"snippets/{TERMINATE}: a second run ended more sessions: {again}"
-        assert drill.table(drill.run(BLOCKING, server, monitor)) == []
+        assert common.table(common.output(BLOCKING, server, monitor)) == []
     finally:
         waiter.close()
         blocker.close()
@@ -195,28 +192,28 @@ def redis(request, redis_server):
 @pytest.mark.drill
 def test_redis_slow_log_and_command_stats_name_the_keys_scan(redis):
     monitor = redis.env("monitor")
-    enabled = drill.run(ENABLE_LATENCY, redis, redis.env("admin"))
+    enabled = common.output(ENABLE_LATENCY, redis, redis.env("admin"))
     assert '"100"' in enabled, f"snippets/{ENABLE_LATENCY}: threshold not set:\n{enabled}"
     drill.redis_healthy_traffic(redis)
-    slow = drill.run(SLOWLOG, redis, monitor)
-    stats = drill.run(COMMAND_STATS, redis, monitor)
+    slow = common.output(SLOWLOG, redis, monitor)
+    stats = common.output(COMMAND_STATS, redis, monitor)
     assert drill.SLOW_REDIS_PATTERN not in slow and drill.BATCH_APP not in slow, (
         f"snippets/{SLOWLOG}: shows a slow command before any ran:\n{slow}"
     )
     assert " keys\n" not in stats, f"snippets/{COMMAND_STATS}: lists KEYS before it ran:\n{stats}"
 
     drill.redis_key_scan(redis)
-    slow = drill.run(SLOWLOG, redis, monitor)
+    slow = common.output(SLOWLOG, redis, monitor)
     assert drill.SLOW_REDIS_PATTERN in slow and drill.BATCH_APP in slow, (
         f"snippets/{SLOWLOG}: the KEYS call and its client should be in the slow log:\n{slow}"
     )
-    stats = drill.run(COMMAND_STATS, redis, monitor)
+    stats = common.output(COMMAND_STATS, redis, monitor)
     assert stats.splitlines()[0].endswith(" keys"), (
         f"snippets/{COMMAND_STATS}: KEYS should be the slowest command per call:\n{stats}"
     )
 
     drill.redis_stall(redis)
-    slow = drill.run(SLOWLOG, redis, monitor)
+    slow = common.output(SLOWLOG, redis, monitor)
     assert '"command"' in slow.split('"latency-monitor-threshold"')[1] and '"DEBUG"' in slow, (
         f"snippets/{SLOWLOG}: LATENCY LATEST should show the command spike:\n{slow}"
     )

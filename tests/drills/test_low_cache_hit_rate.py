@@ -15,11 +15,8 @@ import re
 import pytest
 
 from handbook import pytest_plugin
-from handbook.drills import auth, cache
-from handbook.paths import CONF, SNIPPETS
-from handbook.runners import redis as redis_runner
-from handbook.runners import shell as shell_runner
-from handbook.snippet import parse
+from handbook.drills import cache, common
+from handbook.paths import CONF
 
 pytestmark = [
     pytest.mark.drill,
@@ -28,14 +25,14 @@ pytestmark = [
     pytest.mark.covers("next:automate"),
 ]
 
-HIT_RATE = parse(SNIPPETS / "shell/cache/hit_rate.sh")
-INFO_STATS = parse(SNIPPETS / "redis/cache/info_stats.redis")
-KEYSPACE = parse(SNIPPETS / "redis/cache/keyspace.redis")
-PREFIXES = parse(SNIPPETS / "shell/cache/key_prefixes.sh")
-POLICY = parse(SNIPPETS / "redis/cache/set_eviction_policy.redis")
-MEMORY = parse(SNIPPETS / "redis/cache/raise_maxmemory.redis")
-WARM = parse(SNIPPETS / "shell/cache/warm_cache.sh")
-RESET = parse(SNIPPETS / "redis/cache/reset_stats.redis")
+HIT_RATE = common.snippet("shell/cache/hit_rate.sh")
+INFO_STATS = common.snippet("redis/cache/info_stats.redis")
+KEYSPACE = common.snippet("redis/cache/keyspace.redis")
+PREFIXES = common.snippet("shell/cache/key_prefixes.sh")
+POLICY = common.snippet("redis/cache/set_eviction_policy.redis")
+MEMORY = common.snippet("redis/cache/raise_maxmemory.redis")
+WARM = common.snippet("shell/cache/warm_cache.sh")
+RESET = common.snippet("redis/cache/reset_stats.redis")
 REDIS_CONF = CONF / "redis" / "redis.conf"
 
 INCIDENT_SETTINGS = {"maxmemory": "4mb", "maxmemory-policy": "volatile-lru"}
@@ -57,24 +54,19 @@ def drill(request, pg_server, redis_server):
 
 class Drill:
     def __init__(self, pg, pg_env, redis) -> None:
-        self.redis, self.pg_env = redis, pg_env
+        self.pg, self.redis, self.pg_env = pg, redis, pg_env
         self.monitor = redis.env("monitor")
-        self.shell_env = auth.shell_env(pg_env, redis)
-        self.servers = f"{pg.describe()}, {redis.describe()}"
+        self.shell_env = common.shell_env(pg_env, redis)
         # The 500 most popular products: the drill's memory budget fits them at any seed scale.
         self.workload = cache.Workload(products=cache.popularity(pg_env)[:500])
 
     def redis_cli(self, snippet, *, writes: bool = False) -> str:
         env = self.redis.env("admin") if writes else self.monitor
-        outcome = redis_runner.run(snippet, self.redis, env)
-        assert outcome.ok, outcome.message + "\n" + outcome.output
-        return outcome.output
+        return common.output(snippet, self.redis, env)
 
     def shell(self, snippet, *, writes: bool = False) -> str:
         env = self.shell_env if writes else self.redis.env("monitor")
-        outcome = shell_runner.run(snippet, env, self.servers)
-        assert outcome.ok, outcome.message + "\n" + outcome.output
-        return outcome.output
+        return common.output(snippet, [self.pg, self.redis], env)
 
     def play(self, before=lambda: None) -> tuple[float, cache.Result]:
         """Reset the counters (the runbook's snippet), call ``before``, run the workload;
@@ -165,9 +157,8 @@ def test_policy_memory_and_warming_bring_the_same_workload_back_above_70_percent
     warmed = cache.keys(drill.redis, cache.PRODUCT_KEY.format("*"))
     top_products = {cache.PRODUCT_KEY.format(p) for p in drill.workload.products[:100]}
     assert top_products <= warmed, f"{WARM.name} did not load the most popular products"
-    client = cache.Client(drill.redis)
-    ttls = client.call(*(("TTL", key) for key in sorted(warmed)))
-    assert all(isinstance(t, int) and 0 < t <= 600 for t in ttls), (
+    ttls = cache.ttls(drill.redis, sorted(warmed))
+    assert all(0 < t <= 600 for t in ttls), (
         f"{WARM.name} must give every product key ERPGo's TTL (600 s)"
     )
     assert cache.keys(drill.redis, "*") - warmed == others, f"{WARM.name} touched other keys"
@@ -187,7 +178,7 @@ def test_warming_refuses_to_hide_errors(request, pg_server, redis_server):
         redis = pool.start_private(redis_server.label, {"maxmemory": "2mb"})
         try:
             assert cache.run_export_job(redis, size=1024) > 0
-            outcome = shell_runner.run(WARM, auth.shell_env(pg_env, redis), redis.describe())
+            outcome = common.run(WARM, [pg_server, redis], common.shell_env(pg_env, redis))
             assert not outcome.ok, f"{WARM.name} succeeded although Redis refused every SET"
         finally:
             redis.stop()
