@@ -5,6 +5,8 @@ starts shared servers lazily (``get``) or dedicated ones for drills (``start_pri
 and stops everything at exit. Providers: ``postgres.py`` and ``redis.py`` (local
 binaries), ``docker.py`` (testcontainers), ``external.py`` (HANDBOOK_PG_DSN,
 HANDBOOK_REDIS_URL).
+
+May import: only the foundation modules.
 """
 
 from .base import Candidate, Server, ServerConfigError, ServerStartError, ServerUnavailable

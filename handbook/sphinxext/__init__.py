@@ -7,6 +7,7 @@ from handbook.sphinxext import (
     configuration,
     docstore,
     literal_blocks,
+    packagemap,
     quickref,
     recovery,
     snippets,
@@ -21,6 +22,7 @@ def setup(app: Sphinx) -> dict:
     alerts.setup(app)
     configuration.setup(app)
     quickref.setup(app)
+    packagemap.setup(app)
     summary.setup(app)
     recovery.setup(app)
     # env_version: bump when what the extension keeps in the environment changes
