@@ -29,6 +29,9 @@ stop() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"
+    # dockerd leaves its network namespace handle mounted under the exec root.
+    awk -v root="$root/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mount; do umount "$mount" 2>/dev/null || true; done
     echo "engine.sh: dockerd stopped"
 }
 
