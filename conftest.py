@@ -1,3 +1,6 @@
-"""Root conftest: turns files under snippets/ into test items (logic in handbook)."""
+"""Root conftest: turns files under snippets/ into test items (logic in handbook).
 
-pytest_plugins = ["handbook.pytest_plugin", "pytester"]
+``handbook.unverified`` closes the run listing what a missing tool left unverified.
+"""
+
+pytest_plugins = ["handbook.pytest_plugin", "handbook.unverified", "pytester"]

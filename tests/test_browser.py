@@ -2,7 +2,8 @@
 
 The site is served from 127.0.0.1 on a free port for the duration of the module.
 Chromium comes from Debian (``.ci/run`` installs it); Playwright's own browser
-download is not used. Without Chromium the tests are skipped, except under CI.
+download is not used. Without Chromium the tests are skipped before the site is built
+(the session-scoped ``chromium`` fixture comes first), except under CI.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
 from handbook.site import DEFAULT_BASE_URL
 
-CHROMIUM = os.environ.get("HANDBOOK_CHROMIUM", "/usr/bin/chromium")
+# Debian's chromium (or Ubuntu's chromium-browser) on PATH; HANDBOOK_CHROMIUM for another.
+CHROMIUM_VAR = "HANDBOOK_CHROMIUM"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # Flags for a sandboxed machine without a network (FIELD-NOTES / env notes): no
 # background connections that the closed network would refuse.
 CHROMIUM_ARGS = [
@@ -58,17 +61,37 @@ def served(built_site):
         server.server_close()
 
 
+def find_chromium() -> tuple[str | None, str]:
+    """The Chromium executable, or None and where it was looked for."""
+    override = os.environ.get(CHROMIUM_VAR)
+    if override:
+        found = override if Path(override).is_file() else shutil.which(override)
+        return found, f"${CHROMIUM_VAR}={override}"
+    found = next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    return found, f"{' or '.join(CHROMIUM_NAMES)} on PATH, or ${CHROMIUM_VAR}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Session-scoped, so that it runs before the (session-scoped) site build."""
+    found, looked = find_chromium()
+    if found is None:
+        unavailable(f"Chromium not found ({looked}): apt-get install chromium")
+    return found
+
+
+# Every test here needs the browser: without one, skip before anything builds the site.
+pytestmark = pytest.mark.usefixtures("chromium")
+
+
 @pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium; HANDBOOK_CHROMIUM)"
-        unavailable(reason)
+def browser(chromium):
     with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
-            yield chromium
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
 
 
 @pytest.fixture

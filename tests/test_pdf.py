@@ -18,6 +18,7 @@ from handbook import snippet as snippets
 from handbook.paths import DOCS, ROOT, SNIPPETS
 from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
+from handbook.unverified import TEX_PACKAGES
 
 WRAP = "\u02d3\u2192"  # the mark Sphinx's LaTeX puts where a long code line wraps
 TAB_ITEM = re.compile(r"^\s*:{3,}\{tab-item\}\s+(?P<label>.+?)\s*$", re.MULTILINE)
@@ -34,10 +35,13 @@ def normalise(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pdf_text(tmp_path_factory) -> tuple[str, PdfReader]:
-    if shutil.which("latexmk") is None or shutil.which("pdflatex") is None:
-        reason = "TeX is not installed (latexmk, pdflatex): .ci/run installs it"
-        unavailable(reason)
+def pdf_text(tmp_path_factory, site_tools) -> tuple[str, PdfReader]:
+    missing = [name for name in ("latexmk", "pdflatex") if shutil.which(name) is None]
+    if missing:
+        unavailable(
+            f"TeX is not installed ({', '.join(missing)} not on PATH): "
+            f"apt-get install --no-install-recommends {TEX_PACKAGES}"
+        )
     out = tmp_path_factory.mktemp("pdf")
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-M", "latexpdf", str(DOCS), str(out),

@@ -51,7 +51,11 @@ def booted(request: pytest.FixtureRequest):
     except ServerUnavailable as exc:
         _missing(str(exc))
     try:
-        yield pgconf.boot(server)
+        try:
+            booted = pgconf.boot(server)
+        except ServerUnavailable as exc:  # e.g. no openssl for the TLS certificate
+            _missing(str(exc))
+        yield booted
     finally:
         server.stop()
 

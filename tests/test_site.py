@@ -17,6 +17,9 @@ from handbook.prometheus import alerts
 from handbook.prometheus.metrics import load_metric_catalogue
 from handbook.site import build
 
+# Every test here builds the site: without what it needs, skip (a failure under CI).
+pytestmark = pytest.mark.usefixtures("site_tools")
+
 
 @pytest.fixture(scope="module")
 def site(built_site) -> Path:

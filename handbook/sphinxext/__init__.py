@@ -5,6 +5,7 @@ from sphinx.application import Sphinx
 from handbook.sphinxext import (
     alerts,
     configuration,
+    diagrams,
     docstore,
     literal_blocks,
     packagemap,
@@ -17,6 +18,7 @@ from handbook.sphinxext import (
 
 def setup(app: Sphinx) -> dict:
     docstore.setup(app)
+    diagrams.setup(app)
     literal_blocks.setup(app)
     snippets.setup(app)
     alerts.setup(app)

@@ -1,0 +1,209 @@
+"""pytest plugin: what this run could not verify, listed once at the end of the run.
+
+A test whose tool is missing calls ``unavailable(reason)`` (``handbook.pytest_plugin``):
+outside CI that is a skip saying why, under ``CI=true`` a failure. This plugin collects
+those skips from the test reports and closes the run with one line naming each thing
+left unverified and the package that adds it::
+
+    not verified here: the PDF (no TeX: apt-get install ...), the browser tests (no
+    Chromium: apt-get install chromium)
+
+followed by a line per item with the number of tests and the first skip's reason. Only
+skips raised through ``unavailable()`` count: a snippet that does not apply to a server
+version, or a test meant for root, is not a missing tool. A reason that names none of
+the tools in :data:`KNOWN` is listed as it is, under the files of the tests it skipped.
+Loaded by the root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import pytest
+
+from handbook import pytest_plugin
+
+TEX_PACKAGES = (
+    "latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra tex-gyre"
+)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A system tool the tests use, what is left unverified without it, and what adds it."""
+
+    what: str  # "the PDF": what goes unverified
+    lacks: str  # "TeX": what this machine lacks
+    install: str  # the command that adds it (Debian package names, as .ci/run installs them)
+    pattern: str  # a skip reason about this tool matches it (re.search)
+
+    def matches(self, reason: str) -> bool:
+        return re.search(self.pattern, reason) is not None
+
+
+# First match wins: the more specific patterns come first (postgres_exporter before
+# PostgreSQL, amtool before the Prometheus server).
+KNOWN: tuple[Tool, ...] = (
+    Tool("the PDF", "TeX", f"apt-get install {TEX_PACKAGES}", r"\bTeX\b|latexmk|pdflatex"),
+    Tool("the browser tests", "Chromium", "apt-get install chromium", r"(?i)chromium"),
+    Tool(
+        "the PostgreSQL exporter's metric names",
+        "postgres_exporter",
+        "apt-get install prometheus-postgres-exporter",
+        r"postgres_exporter|prometheus-postgres-exporter",
+    ),
+    Tool(
+        "the Redis exporter's metric names",
+        "redis_exporter",
+        "apt-get install prometheus-redis-exporter",
+        r"redis_exporter|prometheus-redis-exporter",
+    ),
+    Tool(
+        "the PgBouncer exporter's metric names",
+        "pgbouncer_exporter",
+        "apt-get install prometheus-pgbouncer-exporter",
+        r"pgbouncer_exporter|prometheus-pgbouncer-exporter",
+    ),
+    Tool(
+        "connections through PgBouncer", "PgBouncer", "apt-get install pgbouncer", r"(?i)pgbouncer"
+    ),
+    Tool(
+        "the alert rules' and PromQL snippets' unit tests",
+        "promtool",
+        "apt-get install prometheus",
+        r"\bpromtool\b",
+    ),
+    Tool(
+        "Alertmanager routing and delivery",
+        "amtool, alertmanager",
+        "apt-get install prometheus-alertmanager",
+        r"\bamtool\b|^alertmanager\b|\balertmanager not found",
+    ),
+    Tool(
+        "the monitoring configuration in a real Prometheus",
+        "prometheus",
+        "apt-get install prometheus",
+        r"\bprometheus not found|^prometheus\b",
+    ),
+    Tool(
+        "TLS and the secret-rotation drills",
+        "openssl",
+        "apt-get install openssl",
+        r"\bopenssl\b",
+    ),
+    Tool(
+        "the diagrams",
+        "dot",
+        "apt-get install graphviz, or pip install graphviz-pure",
+        r"\bgraphviz\b|\bdot\b",
+    ),
+    Tool(
+        "a second Redis version (any Redis 7+)",
+        "Redis 7",
+        "apt-get install redis-server redis-tools",
+        r"\bRedis 7|\bredis-server\b|\bredis-cli\b",
+    ),
+    Tool(
+        "a second PostgreSQL version",
+        "a second PostgreSQL",
+        "apt-get install postgresql-15 postgresql-contrib",
+        r"(?i)second PostgreSQL|PostgreSQL version",
+    ),
+    Tool(
+        "the Docker provider (testcontainers)",
+        "a Docker engine",
+        "bash .ci/run starts one (docker.io)",
+        r"(?i)\bdocker\b",
+    ),
+)
+
+SKIPS = pytest.StashKey[list["Skip"]]()
+
+
+@dataclass(frozen=True)
+class Skip:
+    nodeid: str
+    reason: str
+
+
+@dataclass
+class Group:
+    """Skips that one missing tool (or one unexplained reason) caused."""
+
+    tool: Tool | None
+    reason: str  # the first skip's reason, as the test gave it
+    files: list[str] = field(default_factory=list)
+    count: int = 0
+
+    @property
+    def title(self) -> str:
+        if self.tool is not None:
+            return f"{self.tool.what} (no {self.tool.lacks}: {self.tool.install})"
+        return f"{', '.join(self.files)} ({self.reason})"
+
+
+def tool_for(reason: str) -> Tool | None:
+    return next((tool for tool in KNOWN if tool.matches(reason)), None)
+
+
+def group(skips: list[Skip]) -> list[Group]:
+    """Skips by missing tool, in the order first seen; unknown reasons by their text."""
+    groups: dict[object, Group] = {}
+    for skip in skips:
+        tool = tool_for(skip.reason)
+        key = tool if tool is not None else skip.reason
+        found = groups.setdefault(key, Group(tool, skip.reason))
+        found.count += 1
+        where = skip.nodeid.split("::", 1)[0]
+        if where not in found.files:
+            found.files.append(where)
+    return list(groups.values())
+
+
+def _frames(tb: TracebackType | None) -> Iterator[TracebackType]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def raised_by_unavailable(excinfo: pytest.ExceptionInfo) -> bool:
+    """The skip went through ``unavailable()``: a missing tool, not a gate or a choice."""
+    code = pytest_plugin.unavailable.__code__
+    return any(tb.tb_frame.f_code is code for tb in _frames(excinfo.tb))
+
+
+def skip_reason(excinfo: pytest.ExceptionInfo) -> str:
+    return str(excinfo.value.msg if hasattr(excinfo.value, "msg") else excinfo.value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SKIPS] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    excinfo = call.excinfo
+    if report.skipped and excinfo is not None and raised_by_unavailable(excinfo):
+        item.config.stash[SKIPS].append(Skip(item.nodeid, skip_reason(excinfo)))
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, config: pytest.Config):
+    """After every other summary (pytest's short summary included), before the totals."""
+    yield
+    groups = group(config.stash.get(SKIPS, []))
+    if not groups:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("not verified here")
+    write("not verified here: " + ", ".join(g.title for g in groups))
+    for found in groups:
+        tests = f"{found.count} test{'s' if found.count != 1 else ''}"
+        what = found.tool.what if found.tool is not None else "skipped"
+        write(f"  {what}: {tests} in {', '.join(found.files)}: {found.reason}")
+    write("Under CI=true each of these fails the run; `bash .ci/run` installs them all.")
