@@ -164,11 +164,12 @@ def test_redis_acl_rotation_keeps_two_passwords_live(redis_server, request, tmp_
         return re.findall(r'"([0-9a-f]{64})"', out)
 
     try:
-        # The user as redis.conf defines it (keys and commands), with its first password.
-        admin = srv.admin_env["REDISCLI_AUTH"]
-        rule = ("ACL", "SETUSER", "erpgo_app", "on", "~erpgo:*", "+@read", "+@write", "+ping")
-        with client("default", admin) as default:
-            assert default.execute_command(*rule) == b"OK"
+        # The user as redis.conf defines it (keys and commands), without a password: step 1
+        # gives it its first one.
+        rule = ("ACL", "SETUSER", "erpgo_app", "resetpass", "on", "~erpgo:*", "+@read",
+                "+@write", "+ping")  # fmt: skip
+        with redis.Redis.from_url(srv.admin_env["REDIS_URL"]) as admin:
+            assert admin.execute_command(*rule) == b"OK"
         drill.require(run_shell(REDIS_STEP1, env, srv), REDIS_STEP1.name)
         old = rotation.read_secret(secret)["ERPGO_REDIS_PASSWORD"]
         assert hashes() == [rotation.fingerprint(old)]

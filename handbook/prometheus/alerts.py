@@ -15,8 +15,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import promql_parser
+
 from handbook.paths import CONF, rel
-from handbook.prometheus.promql import Threshold, extract_threshold, parse_duration
+from handbook.prometheus.promql import (
+    PromQLSyntaxError,
+    Threshold,
+    extract_threshold,
+    parse,
+    parse_duration,
+)
 from handbook.site import DEFAULT_BASE_URL
 from handbook.yamlfile import ConfigError, Finding, LineMap
 from handbook.yamlfile import line as line_of
@@ -24,15 +32,31 @@ from handbook.yamlfile import load as load_yaml
 
 RULES_FILE = CONF / "prometheus" / "alert_rules.yml"
 SEVERITIES = ("critical", "warning", "none")  # none: the Watchdog, routed to no person
-# Alerts that need no threshold, recognised by their expression: a missing series
-# (absent()) and the Watchdog (vector(1)), which fires at every evaluation.
-NO_THRESHOLD = {"absent": re.compile(r"absent\("), "always": re.compile(r"vector\(1\)$")}
+# Alerts that need no threshold, recognised by their syntax tree: a missing series
+# (absent(), or several joined by 'or') and the Watchdog (vector(1)), which fires at
+# every evaluation.
+ABSENT_FUNCTIONS = ("absent", "absent_over_time")
+
+
+def _only_absent(node: promql_parser.Expr) -> bool:
+    if isinstance(node, promql_parser.ParenExpr):
+        return _only_absent(node.expr)
+    if isinstance(node, promql_parser.BinaryExpr) and str(node.op) == "or":
+        return _only_absent(node.lhs) and _only_absent(node.rhs)
+    return isinstance(node, promql_parser.Call) and node.func.name in ABSENT_FUNCTIONS
 
 
 def kind_without_threshold(expr: str) -> str | None:
     """``"absent"`` or ``"always"`` for an alert that needs no threshold, else None."""
-    flat = "".join(expr.split())
-    return next((kind for kind, shape in NO_THRESHOLD.items() if shape.match(flat)), None)
+    try:
+        tree = parse(expr)
+    except PromQLSyntaxError:
+        return None  # promtool check rules says what is wrong, and where
+    if _only_absent(tree):
+        return "absent"
+    if isinstance(tree, promql_parser.Call) and tree.func.name == "vector":
+        return "always"
+    return None
 
 
 @dataclass(frozen=True)
