@@ -8,6 +8,8 @@ from handbook.sphinxext import (
     diagrams,
     docstore,
     literal_blocks,
+    maintenance,
+    oncall,
     packagemap,
     quickref,
     recovery,
@@ -27,5 +29,7 @@ def setup(app: Sphinx) -> dict:
     packagemap.setup(app)
     summary.setup(app)
     recovery.setup(app)
+    oncall.setup(app)
+    maintenance.setup(app)
     # env_version: bump when what the extension keeps in the environment changes
     return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
