@@ -40,7 +40,7 @@ graphviz_output_format = "svg"
 copybutton_exclude = ".linenos, .gp, .go"
 
 # -- PDF (tox -e pdf: docs/_build/latex/erpgo-handbook.pdf) -----------------------------
-# pdflatex with the TeX packages .ci/run installs (FIELD-NOTES.md), Sphinx's default fonts.
+# pdflatex with the TeX packages .ci/run installs (README.md lists them), Sphinx's default fonts.
 latex_documents = [("index", "erpgo-handbook.tex", project, author, "manual")]
 latex_elements = {
     "papersize": "a4paper",

@@ -29,7 +29,7 @@ from handbook.site import DEFAULT_BASE_URL
 # Debian's chromium (or Ubuntu's chromium-browser) on PATH; HANDBOOK_CHROMIUM for another.
 CHROMIUM_VAR = "HANDBOOK_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
-# Flags for a sandboxed machine without a network (FIELD-NOTES / env notes): no
+# Flags for a CI machine without a network (and often as root, hence no sandbox): no
 # background connections that the closed network would refuse.
 CHROMIUM_ARGS = [
     "--no-sandbox",

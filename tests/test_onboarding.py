@@ -75,8 +75,10 @@ def test_install_step_installs_what_ci_installs():
     words = step.read_text(encoding="utf-8").split("--no-install-recommends", 1)[1].split()
     packages = {w for w in words if w not in ("\\",)}
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    listed = ci.split("packages=(", 1)[1].split(")", 1)[0]
-    ci_packages = {w for line in listed.splitlines() for w in line.split("#", 1)[0].split()} | {
+    # The packages=( list up to its closing line; comments (which may hold parentheses) out.
+    lines = [line.split("#", 1)[0].strip() for line in ci.split("packages=(\n", 1)[1].splitlines()]
+    listed = lines[: lines.index(")")]
+    ci_packages = {w for line in listed for w in line.split()} | {
         "git"
     }  # git comes with every CI image (the checkout)
     assert packages <= ci_packages, (

@@ -61,7 +61,7 @@ def kind_without_threshold(expr: str) -> str | None:
 
 @dataclass(frozen=True)
 class ExpectedAlert:
-    """What the handbook promises about one alert (the spec's table, HANDBOOK.md)."""
+    """What the handbook promises about one alert: severity, duration, threshold, runbook."""
 
     severity: str
     for_: str  # the rule's 'for', e.g. "5m"
