@@ -8,7 +8,6 @@ so they sit *idle in transaction* holding a connection.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,14 +19,10 @@ from handbook.servers.base import Server
 
 API = "erpgo-api"  # the application_name ERPGo's API sets on its connections
 WORKER = "erpgo-worker"  # another ERPGo component: a leak there is not the API's
-APP_ROLE = "erpgo_app"  # the role ERPGo logs in as (not a superuser)
-APP_PASSWORD = secrets.token_hex(12)  # a throwaway server's role: a new one per run
+# The login role ERPGo's pods use (conf/postgresql/roles.sql: a member of erpgo_app, which
+# holds the grants; blue and green take turns across a password rotation).
+APP_ROLE = "erpgo_app_blue"
 DATABASE = "erpgo"  # the seeded database handbook.schema.databases builds on every server
-
-
-def create_app_role(server: Server, database: str | None = DATABASE) -> None:
-    """Nothing to create: roles.sql made ERPGo's roles, and its default privileges gave
-    them the tables the migration owner created (kept for the drills that call it)."""
 
 
 def pids(server: Server, where: str, database: str = "postgres") -> set[int]:
@@ -58,11 +53,10 @@ class Sessions:
         database: str | None = None,
         autocommit: bool = True,
     ) -> psycopg.Connection:
-        env = self.server.admin_env | {
-            "PGUSER": user,
-            "PGPASSWORD": password,
-            "PGDATABASE": database or self.database,
-        }
+        # The role's own variables (conf/postgresql/roles.sql's, with this server's password)
+        # unless a password is given.
+        login = {"PGUSER": user, "PGPASSWORD": password} if password else self.server.account(user)
+        env = self.server.admin_env | login | {"PGDATABASE": database or self.database}
         conn = connect(env, application, autocommit=autocommit)
         self.opened.append(conn)
         return conn

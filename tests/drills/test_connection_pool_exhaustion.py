@@ -57,7 +57,6 @@ def test_leaked_sessions_are_found_ended_and_prevented(pg_server, request):
     srv = pool.start_private(pg_server.label, SETTINGS)
     try:
         Databases().ensure(srv)
-        drill.create_app_role(srv)
         monitor = srv.env("monitor") | {"PGDATABASE": drill.DATABASE}
         admin = srv.env("admin") | {"PGDATABASE": drill.DATABASE}
         with drill.sessions(srv) as s:

@@ -108,7 +108,6 @@ def test_refused_login_and_full_server_are_told_apart(pg_server, request):
         pg_server.label, {"max_connections": "6", "superuser_reserved_connections": "2"}
     )
     try:
-        pool.create_app_role(srv, database=None)
         monitor = srv.env("monitor")
         admin = srv.env("admin")
 
