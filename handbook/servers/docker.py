@@ -1,42 +1,83 @@
-"""Servers in containers, through testcontainers' own modules, on pinned image tags.
+"""Servers in containers, through testcontainers' own modules (PostgresContainer,
+RedisContainer, ValkeyContainer), used when a Docker engine answers
+(``engine_available()``, which returns False in milliseconds when there is none).
 
-Only used when a Docker engine answers (``engine_available()``, which returns False in
-milliseconds when there is none). The containers get the same accounts as local
-servers: a superuser / ``default`` user with a password made up per run and the
-read-only ``handbook_monitor``. Ports are published on 127.0.0.1 only when the engine
-is local. testcontainers' Ryuk container removes them if this process dies.
+Which images: ``HANDBOOK_DOCKER_IMAGES`` maps server labels to images, comma-separated
+(``pg17=handbook/postgres:17-trixie,valkey8.1=handbook/valkey:8.1-trixie``); it replaces
+the default list, the pinned official tags in ``DEFAULT_IMAGES`` (exact tags, never
+``latest``: labels are known without pulling, results are repeatable). CI sets it to
+the images ``python -m handbook.servers.images build`` makes from Debian, which keep the
+official images' contract, so both go through the same modules and the same set-up. An
+image the engine does not have is pulled by testcontainers, as for any user; where no
+registry answers, that start fails naming the image and the build command.
+
+Network: on a local Linux engine a container shares the host's network and its server
+listens on 127.0.0.1 on a free port, so every connection stays on loopback; on another
+engine (Docker Desktop, DOCKER_HOST=tcp://...) the server's port is published, on
+127.0.0.1 when the engine is local.
+
+Accounts: the containers get the same accounts as local servers, from the same set-up
+(``accounts.py``): conf/postgresql/roles.sql and conf/redis/users.acl, with passwords made
+up per server.
+
+Cleanup, without testcontainers' Ryuk (its image must be pulled; it is used only when
+``TESTCONTAINERS_RYUK_DISABLED=false`` says so): every container carries ``LABELS``
+(this run's id, the host, the owning process and its start time) and is removed when
+its server stops, on a failed start, at exit, on SIGTERM/SIGHUP and after Ctrl-C (see
+``cleanup.py``). A process killed with SIGKILL cannot do that: ``reap_stale()``, run
+once per process before its first container, removes containers whose owner is gone.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import os
+import re
 import secrets
+import socket
+import sys
+import tempfile
+import threading
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import cleanup
-from .base import Candidate, Server, ServerStartError
-from .postgres import (
-    MONITOR,
-    MONITOR_OPTIONS,
-    MONITOR_SETTINGS,
-    PG_STAT_STATEMENTS,
-    scram_verifier,
-)
-from .redis import MONITOR_ACL, RedisClient
+from . import accounts, cleanup, resp, scratch
+from .base import Candidate, Server, ServerConfigError, ServerStartError, base_label_of
+from .ports import HOST, free_port
+from .postgres import DEFAULT_SETTINGS, MANAGED_SETTINGS, PG_STAT_STATEMENTS
+from .redis import RedisClient, _setting_args
 
-# Exact tags, never `latest`: labels are known without pulling, results are repeatable.
-PG_IMAGES = (
-    "postgres:14.25",
-    "postgres:15.20",
-    "postgres:16.16",
-    "postgres:17.12",
-    "postgres:18.6",
-)
-REDIS_IMAGES = ("redis:6.2.14", "redis:7.0.15", "redis:7.2.4", "redis:7.4.2", "valkey/valkey:8.1.1")
+IMAGES_VAR = "HANDBOOK_DOCKER_IMAGES"
+DEFAULT_IMAGES = {
+    "pg14": "postgres:14.25",
+    "pg15": "postgres:15.20",
+    "pg16": "postgres:16.16",
+    "pg17": "postgres:17.12",
+    "pg18": "postgres:18.6",
+    "redis6.2": "redis:6.2.14",
+    "redis7.0": "redis:7.0.15",
+    "redis7.2": "redis:7.2.4",
+    "redis7.4": "redis:7.4.2",
+    "valkey8.1": "valkey/valkey:8.1.1",
+}
+BUILD_COMMAND = "python -m handbook.servers.images build"
+LOCAL_PREFIX = "handbook/"  # images.py's tags: built on this engine, pulled from nowhere
 DEFAULT_SOCKET = "/var/run/docker.sock"
+LABEL_RE = re.compile(r"(pg)(\d+)|(redis|valkey)(\d+\.\d+)")
+PRODUCTS = {"pg": "PostgreSQL", "redis": "Redis", "valkey": "Valkey"}
+
+# Labels on every container this provider starts (reverse-DNS keys, as Docker asks).
+PREFIX = "org.erpgo.handbook"
+RUN_LABEL, HOST_LABEL, PID_LABEL, START_LABEL, SERVER_LABEL = (
+    f"{PREFIX}.run", f"{PREFIX}.host", f"{PREFIX}.owner-pid", f"{PREFIX}.owner-start",
+    f"{PREFIX}.server",
+)  # fmt: skip
+RUN_ID = uuid.uuid4().hex[:12]  # one per process: what `docker ps --filter label=...` finds
+START_ATTEMPTS = 3  # a free port can be taken between choosing it and the server binding it
 
 
 def engine_available(timeout: float = 2.0) -> bool:
@@ -47,25 +88,24 @@ def engine_available(timeout: float = 2.0) -> bool:
     if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
         return False
     try:
-        import docker
-    except ImportError:
+        client = _client(timeout)
+    except Exception:  # no docker package, or the engine is absent or refuses: no engine
         return False
-    client = None
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _client(timeout: float = 60.0):
+    import docker
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            client = docker.from_env(timeout=timeout)
-            return bool(client.ping())
-        except Exception:  # the engine is absent, refuses, or speaks another API: no engine
-            return False
-        finally:
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close()
-
-
-def _version(image: str) -> str:
-    return image.rsplit(":", 1)[1]
+        return docker.from_env(timeout=timeout)
 
 
 def _local_engine() -> bool:
@@ -73,151 +113,545 @@ def _local_engine() -> bool:
     return not host or host.startswith("unix://")
 
 
-def _register(container, image: str) -> int:
-    return cleanup.register(f"container {image}", container.stop)
+@functools.cache
+def _host_network(docker_host: str) -> bool:
+    """Share the host's network: a local engine on Linux that is not Docker Desktop's VM."""
+    if not (_local_engine() and sys.platform.startswith("linux")):
+        return False
+    client = _client()
+    try:
+        info = client.info()
+    finally:
+        client.close()
+    return info.get("OSType") == "linux" and "Docker Desktop" not in info.get("OperatingSystem", "")
 
 
-def pg_candidates(client_bindir: Path | None = None) -> list[Candidate]:
-    return [
-        Candidate(
-            kind="pg",
-            product="PostgreSQL",
-            version=_version(image),
-            provider="docker",
-            origin=image,
-            start=lambda settings=None, image=image: start_pg(image, settings, client_bindir),
-            features=frozenset({PG_STAT_STATEMENTS}),
+def host_network() -> bool:
+    return _host_network(os.environ.get("DOCKER_HOST", ""))
+
+
+# -- which images ----------------------------------------------------------------------
+
+
+def images(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Server label -> image: ``HANDBOOK_DOCKER_IMAGES`` when set, else ``DEFAULT_IMAGES``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(IMAGES_VAR, "").strip()
+    if not value:
+        return dict(DEFAULT_IMAGES)
+    found: dict[str, str] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        label, _, image = entry.partition("=")
+        label, image = label.strip(), image.strip()
+        problem = ""
+        if not entry:
+            problem = "an empty entry"
+        elif not LABEL_RE.fullmatch(label):
+            problem = f"{label!r} is not a server label (pg17, redis7.0, valkey8.1)"
+        elif not image or any(c.isspace() for c in image):
+            problem = f"{label} names no image"
+        elif label in found:
+            problem = f"{label} is named twice"
+        if problem:
+            raise ServerConfigError(
+                f"{IMAGES_VAR}={value!r}: {problem}; write label=image pairs separated by "
+                f"commas, e.g. {IMAGES_VAR}=pg17=handbook/postgres:17-trixie,"
+                "redis7.0=redis:7.0.15"
+            )
+        found[label] = image
+    return found
+
+
+def _product(label: str) -> tuple[str, str, str]:
+    """(kind, product, version) from a label: ("pg", "PostgreSQL", "17") for pg17."""
+    match = LABEL_RE.fullmatch(label)
+    assert match is not None
+    if match.group(1):
+        return "pg", PRODUCTS["pg"], match.group(2)
+    return "redis", PRODUCTS[match.group(3)], match.group(4)
+
+
+def _version(label: str, image: str) -> str:
+    """The image tag's version when it is on the label's line ("17.12"), else the label's."""
+    kind, product, version = _product(label)
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    match = re.match(r"\d+(\.\d+)*", tag)
+    if match and base_label_of(kind, product, match.group()) == label:
+        return match.group()
+    return version
+
+
+def _candidates(kind: str, environ: Mapping[str, str] | None, start) -> list[Candidate]:
+    _reap_once()
+    found = []
+    for label, image in images(environ).items():
+        label_kind, product, _ = _product(label)
+        if label_kind != kind:
+            continue
+        found.append(
+            Candidate(
+                kind=kind,
+                product=product,
+                version=_version(label, image),
+                provider="docker",
+                origin=image,
+                start=lambda settings=None, image=image, label=label: start(image, label, settings),
+                features=frozenset({PG_STAT_STATEMENTS}) if kind == "pg" else frozenset(),
+            )
         )
-        for image in PG_IMAGES
-    ]
+    return found
 
 
-def redis_candidates(client: RedisClient | None = None) -> list[Candidate]:
-    return [
-        Candidate(
-            kind="redis",
-            product="Valkey" if image.startswith("valkey/") else "Redis",
-            version=_version(image),
-            provider="docker",
-            origin=image,
-            start=lambda settings=None, image=image: start_redis(image, settings, client),
+def pg_candidates(
+    client_bindir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    local_bindirs: Mapping[int, Path] | None = None,
+) -> list[Candidate]:
+    """``client_bindir``: the newest local psql's; ``local_bindirs``: local installs by
+    major, whose version-bound programs serve a container of the same major."""
+
+    def start(image: str, label: str, settings: Mapping[str, str] | None) -> Server:
+        major = int(_product(label)[2])
+        bindir = (local_bindirs or {}).get(major) or client_bindir
+        return start_pg(
+            image, settings, bindir, label, own_clients=major not in (local_bindirs or {})
         )
-        for image in REDIS_IMAGES
-    ]
+
+    return _candidates("pg", environ, start)
 
 
-def start_pg(image: str, settings: Mapping[str, str] | None, client_bindir: Path | None) -> Server:
-    from testcontainers.community.postgres import PostgresContainer
+def redis_candidates(
+    client: RedisClient | None = None, environ: Mapping[str, str] | None = None
+) -> list[Candidate]:
+    return _candidates(
+        "redis",
+        environ,
+        lambda image, label, settings: start_redis(image, settings, client, label),
+    )
 
-    password, monitor_password = secrets.token_hex(16), secrets.token_hex(16)
-    merged = {"shared_preload_libraries": PG_STAT_STATEMENTS, **(settings or {})}
-    command = ["postgres"] + [arg for k, v in merged.items() for arg in ("-c", f"{k}={v}")]
-    container = PostgresContainer(
-        image, username="postgres", password=password, dbname="postgres", driver=None
-    ).with_command(command)
-    if _local_engine():
-        container.with_bind_ports(5432, ("127.0.0.1", None))
-    token = _register(container, image)
+
+# -- testcontainers, set up once per process -------------------------------------------
+
+_setup_lock = threading.Lock()
+_set_up = False
+
+
+_reaped = False
+
+
+def _reap_once() -> None:
+    """``reap_stale()`` once per process, when the engine answers (else: nothing to reap)."""
+    global _reaped
+    with _setup_lock:
+        if _reaped:
+            return
+        _reaped = True
+        if engine_available():
+            reap_stale()
+
+
+def _prepare() -> None:
+    """Before the first container: Ryuk off unless asked for, a quick readiness poll."""
+    global _set_up
+    _reap_once()
+    with _setup_lock:
+        if _set_up:
+            return
+        from testcontainers.core.config import testcontainers_config as config
+
+        if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
+            config.ryuk_disabled = True
+        if "TC_POOLING_INTERVAL" not in os.environ:  # 1 s by default: most of a start
+            config.sleep_time = 0.1
+            if "TC_MAX_TRIES" not in os.environ:
+                config.max_tries = 1200  # the same 120 s in all
+        _set_up = True
+
+
+def _owner_labels(label: str) -> dict[str, str]:
+    return {
+        RUN_LABEL: RUN_ID,
+        HOST_LABEL: socket.gethostname(),
+        PID_LABEL: str(os.getpid()),
+        START_LABEL: scratch._start_time(os.getpid()) or "",
+        SERVER_LABEL: label,
+    }
+
+
+def reap_stale() -> list[str]:
+    """Remove this host's handbook containers whose owning process is gone; their names."""
+    client = _client()
+    removed = []
+    try:
+        for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+            labels = container.labels
+            if labels.get(HOST_LABEL) != socket.gethostname():
+                continue  # another machine's, on a shared engine: not ours to judge
+            try:
+                pid = int(labels.get(PID_LABEL, ""))
+            except ValueError:
+                pid = 0
+            alive = pid and scratch.process_alive(pid)
+            if alive and scratch._start_time(pid) == labels.get(START_LABEL):
+                continue  # its owner still runs
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+                removed.append(container.name)
+    finally:
+        client.close()
+    return removed
+
+
+def _on_host_network(cls):
+    """``cls`` with its server on the host's network: its own port on 127.0.0.1."""
+
+    class OnHostNetwork(cls):
+        def get_container_host_ip(self) -> str:
+            return HOST
+
+        def _get_exposed_port(self, port: int) -> int:
+            return int(port)
+
+    OnHostNetwork.__name__ = OnHostNetwork.__qualname__ = f"{cls.__name__}OnHostNetwork"
+    return OnHostNetwork
+
+
+def _make(cls, image: str, label: str, port: int, on_host: bool, **kwargs):
+    """A testcontainers container of ``cls`` for ``image``, labelled, networked as above."""
+    kwargs["labels"] = _owner_labels(label)
+    if on_host:
+        container = _on_host_network(cls)(image, port=port, network_mode="host", **kwargs)
+        container.ports = {}  # nothing to publish: the server is on the host's loopback
+    else:
+        container = cls(image, port=port, **kwargs)
+        if _local_engine():
+            container.with_bind_ports(port, (HOST, None))
+    return container
+
+
+def _remove(container, datadir: Path | None = None) -> None:
+    """Remove the container (and the host dir holding its data directory, if any)."""
+    if datadir is not None:
+        # Its files belong to the container's postgres user: remove them from inside.
+        with contextlib.suppress(Exception):
+            container.exec(["sh", "-c", f'rm -rf "{datadir}/data"'])
+    with contextlib.suppress(Exception):
+        container.stop()
+    scratch.remove(datadir)
+
+
+def _host_datadir(container) -> Path:
+    """A host dir (``scratch``: reaped if this process is killed) that holds the
+    container's data directory at the same path; the container's user creates it."""
+    path = scratch.make("pgdocker")
+    path.chmod(0o1777)
+    container.with_volume_mapping(str(path), str(path), "rw")
+    container.with_env("PGDATA", str(path / "data"))
+    return path
+
+
+# Programs whose output or input depends on the server's major version: a container
+# of a major with no local install runs them from its own image (pg_verifybackup 18
+# cannot check a PostgreSQL 17 backup, pg_dump 18 writes settings 15 refuses).
+VERSION_BOUND = (
+    "pg_basebackup", "pg_verifybackup", "pg_waldump", "pg_dump", "pg_dumpall", "pg_restore",
+    "pg_receivewal", "pg_recvlogical", "pg_amcheck",
+)  # fmt: skip
+LIBPQ_VARS = (
+    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGOPTIONS",
+    "PGAPPNAME", "PGSSLMODE", "PGCONNECT_TIMEOUT", "PGTZ", "PGDATESTYLE", "PGCLIENTENCODING",
+)  # fmt: skip
+WRAPPER = """#!/bin/sh
+# {program} of {image}, the server's own version: run in a throwaway container on the
+# host's network, in this directory (and {tmp}), as this user. Written by {module}.
+case "$PWD" in {tmp}|{tmp}/*) here="" ;; *) here="$PWD" ;; esac
+exec docker run --rm --interactive --network host --user "$(id -u):$(id -g)" \\
+    {labels} \\
+    --volume {tmp}:{tmp} ${{here:+--volume "$here:$here"}} --workdir "$PWD" \\
+    {env} \\
+    --entrypoint {program} {image} "$@"
+"""
+_clients: dict[str, Path] = {}
+_clients_lock = threading.Lock()
+
+
+def _image_clients(image: str, fallback: Path | None) -> Path:
+    """A bin dir (made once per image and process): ``fallback``'s programs, except the
+    ``VERSION_BOUND`` ones, which run from ``image`` (``WRAPPER``)."""
+    with _clients_lock:
+        if image in _clients:
+            return _clients[image]
+        root = scratch.make("pgclients")
+        cleanup.register(f"client wrappers for {image}", lambda: scratch.remove(root))
+        bindir = root / "bin"
+        bindir.mkdir()
+        if fallback is not None:
+            for program in fallback.iterdir():
+                if program.name not in VERSION_BOUND:
+                    (bindir / program.name).symlink_to(program)
+        labels = " ".join(f"--label {k}={v}" for k, v in _owner_labels("client").items())
+        env = " ".join(f"--env {name}" for name in LIBPQ_VARS)
+        tmp = os.path.realpath(tempfile.gettempdir())
+        for program in VERSION_BOUND:
+            wrapper = bindir / program
+            wrapper.write_text(WRAPPER.format(program=program, image=image, tmp=tmp,
+                                              labels=labels, env=env, module=__name__))  # fmt: skip
+            wrapper.chmod(0o755)
+        root.chmod(0o755)
+        _clients[image] = bindir
+        return bindir
+
+
+def _logs(container) -> str:
+    with contextlib.suppress(Exception):
+        return b"".join(container.get_logs()).decode(errors="replace")
+    return ""
+
+
+def _built_here_missing(image: str) -> bool:
+    """True for a ``handbook/`` image (built here, on no registry) the engine lacks."""
+    if not image.startswith(LOCAL_PREFIX):
+        return False
+    client = _client()
+    try:
+        client.images.get(image)
+        return False
+    except Exception:
+        return True
+    finally:
+        client.close()
+
+
+def _start(container, image: str, token: int) -> None:
+    """Start it; on failure remove it and raise ServerStartError naming the image, with
+    ``port_taken`` set when its server could not bind its port."""
+    hint = (
+        f"build the handbook's images ({BUILD_COMMAND}) and name them in {IMAGES_VAR} "
+        "(`python -m handbook.servers.images env` prints the value)"
+    )
+    if _built_here_missing(image):
+        cleanup.unregister(token)
+        raise ServerStartError(f"the Docker engine has no {image}: {hint}")
     try:
         container.start()
-        sql = [
-            f"CREATE ROLE {MONITOR} LOGIN PASSWORD '{scram_verifier(monitor_password)}';",
-            f"GRANT pg_monitor, pg_read_all_data TO {MONITOR};",
-            *(f"ALTER ROLE {MONITOR} SET {k} = '{v}';" for k, v in MONITOR_SETTINGS.items()),
-            f"CREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};",
-            "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",  # as 15+ does; matters on 14
-        ]
-        code, output = container.exec(
-            [
-                "psql",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                " ".join(sql),
-            ]
+    except BaseException as exc:
+        logs = _logs(container)
+        _remove(container)
+        cleanup.unregister(token)
+        if not isinstance(exc, Exception):
+            raise
+        missing = "not found" in str(exc).lower() or "pull access denied" in str(exc)
+        tail = "\n".join("    " + line for line in logs.strip().splitlines()[-15:])
+        error = ServerStartError(
+            f"Docker could not start {image}: {exc}"
+            + (f"\n  the engine has no {image} and could not pull it: {hint}" if missing else "")
+            + (f"\n  its log:\n{tail}" if tail else "")
         )
+        error.port_taken = "already in use" in logs or "could not bind" in logs.lower()
+        raise error from exc
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+def start_pg(
+    image: str,
+    settings: Mapping[str, str] | None,
+    client_bindir: Path | None,
+    label: str | None = None,
+    own_clients: bool = False,
+) -> Server:
+    """A PostgreSQL container of ``image``, serving ``label`` (default: from the mapping).
+
+    ``client_bindir`` goes first on clients' PATH; with ``own_clients`` (no local install
+    of the server's major) its ``VERSION_BOUND`` programs run from ``image`` instead.
+    On the host's network the data directory is a host directory at the same path
+    (``SHOW data_directory`` names a directory on this machine, as on a database host).
+    """
+    from testcontainers.community.postgres import PostgresContainer
+
+    managed = sorted(set(settings or {}) & set(MANAGED_SETTINGS))
+    if managed:
+        raise ServerConfigError(
+            f"PostgreSQL setting(s) {', '.join(managed)} are chosen by the provider "
+            "(127.0.0.1 and a free port); leave them out"
+        )
+    label = label or _label_of("pg", image)
+    _prepare()
+    on_host = host_network()
+    for attempt in range(START_ATTEMPTS):
+        password, passwords = secrets.token_hex(16), accounts.pg_passwords()
+        port = free_port() if on_host else 5432
+        merged = {
+            **({"listen_addresses": HOST, "port": str(port)} if on_host else {}),
+            **DEFAULT_SETTINGS,
+            "shared_preload_libraries": PG_STAT_STATEMENTS,
+            **(settings or {}),
+        }
+        command = ["postgres"] + [arg for k, v in merged.items() for arg in ("-c", f"{k}={v}")]
+        container = _make(
+            PostgresContainer, image, label, port, on_host,
+            username="postgres", password=password, dbname="postgres", driver=None,
+        ).with_command(command)  # fmt: skip
+        # PGPORT: the port the image's entrypoint, its psql and the wait strategy use.
+        container.with_env("PGPORT", str(port))
+        datadir = _host_datadir(container) if on_host and _local_engine() else None
+        token = cleanup.register(f"container {image}", lambda c=container, d=datadir: _remove(c, d))
+        try:
+            _start(container, image, token)
+            break
+        except ServerStartError as exc:
+            if on_host and attempt + 1 < START_ATTEMPTS and getattr(exc, "port_taken", False):
+                continue
+            raise
+    try:
+        # The same set-up as local servers (accounts.py): roles.sql and the passwords.
+        script = accounts.pg_script(passwords)
+        script += f"\\connect template1\nCREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};\n"
+        script += f"\\connect postgres\nCREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};\n"
+        encoded = base64.b64encode(script.encode()).decode()
+        code, output = container.exec(
+            ["sh", "-c", f"echo {encoded} | base64 -d | "
+             "psql -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 -f -"]
+        )  # fmt: skip
         if code != 0:
-            raise ServerStartError(f"{image}: creating {MONITOR} failed: {output.decode().strip()}")
+            raise ServerStartError(
+                f"{image}: running {accounts.ROLES_SQL.name} failed: {output.decode().strip()}"
+            )
         code, output = container.exec(["psql", "-U", "postgres", "-XAtc", "SHOW server_version"])
-        host, port = container.get_container_host_ip(), container.get_exposed_port(5432)
-    except ServerStartError:
-        container.stop()
+        host, port = container.get_container_host_ip(), container.get_exposed_port(port)
+    except BaseException as exc:
+        _remove(container)
         cleanup.unregister(token)
-        raise
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            container.stop()
-        cleanup.unregister(token)
-        raise ServerStartError(f"Docker could not start {image}: {exc}") from exc
+        if isinstance(exc, ServerStartError) or not isinstance(exc, Exception):
+            raise
+        raise ServerStartError(f"Docker could not set up {image}: {exc}") from exc
+    if own_clients:
+        client_bindir = _image_clients(image, client_bindir)
     common = {"PGHOST": host, "PGPORT": str(port), "PGDATABASE": "postgres"}
+    logins = {user: accounts.pg_env(common, user, pw) for user, pw in passwords.items()}
+    admin = accounts.pg_env(common, accounts.PG_SUPERUSER, password)
     return Server(
         kind="pg",
         product="PostgreSQL",
-        version=output.decode().split()[0] if code == 0 else _version(image),
+        version=output.decode().split()[0] if code == 0 else _version(label, image),
         provider="docker",
         origin=image,
         bindir=client_bindir,
-        admin_env={**common, "PGUSER": "postgres", "PGPASSWORD": password},
-        monitor_env={
-            **common,
-            "PGUSER": MONITOR,
-            "PGPASSWORD": monitor_password,
-            "PGOPTIONS": MONITOR_OPTIONS,
-        },
-        client_note=f"psql from {client_bindir or 'PATH'}",
-        _stop=lambda: (container.stop(), cleanup.unregister(token)),
+        admin_env=admin,
+        monitor_env=logins[accounts.MONITOR],
+        accounts={accounts.PG_SUPERUSER: admin, **logins},
+        client_note=f"psql from {client_bindir or 'PATH'}"
+        + (f"; {', '.join(VERSION_BOUND)} from {image}" if own_clients else ""),
+        _stop=lambda: (_remove(container, datadir), cleanup.unregister(token)),
         features=frozenset({PG_STAT_STATEMENTS}),
+        scratch=datadir,
         port=int(port),
         handle=container,
     )
 
 
-def start_redis(
-    image: str, settings: Mapping[str, str] | None, client: RedisClient | None
-) -> Server:
-    from testcontainers.community.redis import RedisContainer
+def _label_of(kind: str, image: str) -> str:
+    """The label ``image`` serves under in the mapping, else one from its tag."""
+    for label, mapped in images().items():
+        if mapped == image and _product(label)[0] == kind:
+            return label
+    prefix = "pg" if kind == "pg" else ("valkey" if "valkey" in image else "redis")
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    match = re.match(r"\d+(\.\d+)?" if kind == "redis" else r"\d+", tag)
+    label = prefix + (match.group() if match else "")
+    if not LABEL_RE.fullmatch(label):
+        raise ServerConfigError(
+            f"{image}: its tag names no version; map a label to it in {IMAGES_VAR}"
+        )
+    return label
 
-    password, monitor_password = secrets.token_hex(16), secrets.token_hex(16)
-    program = "valkey-server" if image.startswith("valkey/") else "redis-server"
-    command = [
-        program, "--save", "", "--appendonly", "no",
-        "--user", "default", "on", f">{password}", "~*", "&*", "+@all",
-        "--user", MONITOR, "on", f">{monitor_password}", "~*", "resetchannels",
-        *MONITOR_ACL.split(),
-    ]  # fmt: skip
-    for key, value in (settings or {}).items():
-        command += [f"--{key}", *(str(value).split() or [""])]
-    container = RedisContainer(image, password=password).with_command(command)
-    if _local_engine():
-        container.with_bind_ports(6379, ("127.0.0.1", None))
-    token = _register(container, image)
+
+# -- Redis and Valkey ------------------------------------------------------------------
+
+
+def start_redis(
+    image: str,
+    settings: Mapping[str, str] | None,
+    client: RedisClient | None,
+    label: str | None = None,
+) -> Server:
+    """A Redis or Valkey container of ``image``, serving ``label`` (default: from the
+    mapping); the label's product (``valkey8.1``) picks the testcontainers module."""
+    from testcontainers.community.redis import RedisContainer
+    from testcontainers.community.valkey import ValkeyContainer
+    from testcontainers.core.wait_strategies import ExecWaitStrategy
+
+    class AdminRedisContainer(RedisContainer):
+        # users.acl turns the default user off: the readiness PING logs in as the admin.
+        def get_client(self, **kwargs):
+            return super().get_client(username=accounts.REDIS_ADMIN, **kwargs)
+
+    extra = _setting_args(dict(settings or {}))  # refuses the settings the provider owns
+    label = label or _label_of("redis", image)
+    product = _product(label)[1]
+    _prepare()
+    on_host = host_network()
+    valkey = product == "Valkey"
+    program = "valkey-server" if valkey else "redis-server"
+    for attempt in range(START_ATTEMPTS):
+        # users.acl with passwords made up for this server: the same users as local servers.
+        secrets_ = accounts.redis_passwords()
+        passwords = accounts.redis_user_passwords(secrets_)
+        password = passwords[accounts.REDIS_ADMIN]
+        users = [
+            arg for line in accounts.redis_acl(secrets_).splitlines() if line.strip()
+            for arg in ("--user", *line.split()[1:])
+        ]  # fmt: skip
+        port = free_port() if on_host else 6379
+        command = [
+            program, "--port", str(port), *(["--bind", HOST] if on_host else []),
+            "--save", "", "--appendonly", "no", *users, *extra,
+        ]  # fmt: skip
+        if valkey:
+            container = _make(ValkeyContainer, image, label, port, on_host).with_password(password)
+            ping = [
+                "valkey-cli", "--no-auth-warning", "-p", str(port),
+                "--user", accounts.REDIS_ADMIN, "-a", password, "ping",
+            ]  # fmt: skip
+            container.waiting_for(ExecWaitStrategy(ping))
+        else:
+            container = _make(AdminRedisContainer, image, label, port, on_host, password=password)
+        container.with_command(command)
+        token = cleanup.register(f"container {image}", lambda c=container: _remove(c))
+        try:
+            _start(container, image, token)
+            break
+        except ServerStartError as exc:
+            if on_host and attempt + 1 < START_ATTEMPTS and getattr(exc, "port_taken", False):
+                continue
+            raise
     try:
-        container.start()
-        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            container.stop()
+        host, port = container.get_container_host_ip(), int(container._get_exposed_port(port))
+        (text,) = resp.call(
+            (host, port), ("INFO", "server"), user=accounts.REDIS_ADMIN, password=password
+        )
+        fields = resp.info(str(text))
+        version = fields.get("valkey_version") or fields.get("redis_version") or ""
+    except BaseException as exc:
+        _remove(container)
         cleanup.unregister(token)
-        raise ServerStartError(f"Docker could not start {image}: {exc}") from exc
-    base = f"{host}:{port}/0"
+        if not isinstance(exc, Exception):
+            raise
+        raise ServerStartError(f"Docker started {image} but INFO failed: {exc}") from exc
+    logins = {u: accounts.redis_env(f"{host}:{port}", u, pw) for u, pw in passwords.items()}
     return Server(
         kind="redis",
-        product="Valkey" if program == "valkey-server" else "Redis",
-        version=_version(image),
+        product=product,
+        version=version or _version(label, image),
         provider="docker",
         origin=image,
         bindir=client.path.parent if client else None,
-        admin_env={"REDIS_URL": f"redis://default:{password}@{base}", "REDISCLI_AUTH": password},
-        monitor_env={
-            "REDIS_URL": f"redis://{MONITOR}:{monitor_password}@{base}",
-            "REDISCLI_AUTH": monitor_password,
-        },
+        admin_env=logins[accounts.REDIS_ADMIN],
+        monitor_env=logins[accounts.MONITOR],
+        accounts=logins,
         client_note=client.note if client else "no redis-cli found: install redis-tools",
-        _stop=lambda: (container.stop(), cleanup.unregister(token)),
+        _stop=lambda: (_remove(container), cleanup.unregister(token)),
         port=int(port),
         handle=container,
     )

@@ -3,8 +3,9 @@
 Which providers are used, per kind, comes from the ``pg=`` / ``redis=`` arguments, else
 ``HANDBOOK_PG`` / ``HANDBOOK_REDIS``:
 
-- ``auto`` (default): Docker when an engine answers, else local binaries; plus the
-  external server when ``HANDBOOK_PG_DSN`` / ``HANDBOOK_REDIS_URL`` is set;
+- ``auto`` (default): local binaries, plus Docker's images when an engine answers (a
+  label both give gets ``-docker`` appended: ``pg15-docker``); plus the external server
+  when ``HANDBOOK_PG_DSN`` / ``HANDBOOK_REDIS_URL`` is set;
 - ``local``, ``docker``, ``external``: only that one (a comma-separated list also works).
 
 Labels (``pg15``, ``redis7.0``, ``valkey8.1``) are known without starting anything, so
@@ -50,7 +51,8 @@ Ways to get servers (any one is enough):
   - install server packages (Debian: `apt-get install postgresql redis-server`), or name
     binaries elsewhere: {postgres.BINDIRS_VAR}=/path/to/pg/bin (colon-separated bin dirs),
     {redis.SERVERS_VAR}=/path/to/redis-server (colon-separated server binaries);
-  - start a Docker engine: testcontainers then runs pinned postgres/redis images;
+  - start a Docker engine: testcontainers then runs pinned postgres/redis images (or
+    those {docker.IMAGES_VAR} names, e.g. built by `python -m handbook.servers.images build`);
   - point at servers you run (used read-only): {external.PG_DSN_VAR}=postgresql://user:pw@host/db,
     {external.REDIS_URL_VAR}=redis://user:pw@host:6379/0."""
 
@@ -125,7 +127,7 @@ class ServerPool:
         choice = self._choice[kind]
         external_set = bool(self.environ.get(EXTERNAL_VARS[kind], "").strip())
         if choice == "auto":
-            chosen = ["docker" if self.docker_available() else "local"]
+            chosen = ["local"] + (["docker"] if self.docker_available() else [])
             return chosen + (["external"] if external_set else [])
         chosen = choice.split(",")
         if "external" in chosen and not external_set:
@@ -165,8 +167,11 @@ class ServerPool:
             return [install.candidate() for install in found]
         if provider == "docker":
             if kind == "pg":
-                return docker.pg_candidates(self._pg_client_bindir())
-            return docker.redis_candidates(redis.find_client())
+                local: dict[int, Path] = {}
+                for install in self._local_pg():  # the first of each major, as labels go
+                    local.setdefault(install.major, install.bindir)
+                return docker.pg_candidates(self._pg_client_bindir(), self.environ, local)
+            return docker.redis_candidates(redis.find_client(), self.environ)
         value = self.environ[EXTERNAL_VARS[kind]].strip()
         if kind == "pg":
             return [external.pg_candidate(value, self._pg_client_bindir())]

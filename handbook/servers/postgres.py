@@ -16,13 +16,13 @@ gets a copy of it in a fresh temp dir (data dir, log, Unix socket) and is starte
 scram-sha-256 with passwords made up for each server (never logged: roles get SCRAM
 verifiers), runs with ``fsync=off`` (throwaway data; ``settings`` can override),
 preloads pg_stat_statements when the install ships it (then also creates the extension
-in ``postgres`` and ``template1`` and resets its statistics), and has the monitoring role
-``handbook_monitor``: granted only ``pg_monitor`` and ``pg_read_all_data``, with
-``default_transaction_read_only = on`` and ``statement_timeout = '5s'`` set on the role
-and again in ``PGOPTIONS``. As root, the server runs as an unprivileged account (see
-``account.py``); when that account cannot read the install (a venv under /root), the
-install is copied once per process into a temp dir it can read. Before 15, CREATE on
-schema ``public`` is revoked from PUBLIC, as 15+ does by default.
+in ``postgres`` and ``template1`` and resets its statistics), and has production's roles:
+``conf/postgresql/roles.sql`` run in ``template1`` and ``postgres`` (``accounts.py``),
+each LOGIN role with a password made up for the server (``Server.accounts``); the
+monitoring role is roles.sql's ``erpgo_monitor``, bounded by its own settings. As root,
+the server runs as an unprivileged account (see ``account.py``); when that account
+cannot read the install (a venv under /root), the install is copied once per process
+into a temp dir it can read.
 
 Stopping: ``pg_ctl stop -m fast``, then ``-m immediate``, then SIGKILL; then the temp
 dir goes. ``Server.handle`` (a ``LocalPostgres``) gives drills ``owner_run()`` to run
@@ -31,10 +31,7 @@ more server programs (pg_basebackup, pg_ctl) as the data dir's owner.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import importlib.util
 import os
 import re
@@ -49,18 +46,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cleanup, scratch
+from handbook.paths import rel
+
+from . import accounts, cleanup, scratch
 from .account import Account, service_account
+from .accounts import scram_verifier
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
 from .ports import HOST, free_port
 
 BINDIRS_VAR = "HANDBOOK_PG_BINDIRS"
 SYSTEM_GLOB = "/usr/lib/postgresql/*/bin"
 SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
-SUPERUSER = "postgres"
-MONITOR = "handbook_monitor"
-MONITOR_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "5s"}
-MONITOR_OPTIONS = " ".join(f"-c {k}={v}" for k, v in MONITOR_SETTINGS.items())
+SUPERUSER = accounts.PG_SUPERUSER
+# External servers (someone else's roles): the monitoring role's own bounds, as PGOPTIONS.
+MONITOR_OPTIONS = " ".join(
+    f"-c {k}={v}" for k, v in accounts.pg_roles()[accounts.MONITOR].settings.items()
+)
 PG_STAT_STATEMENTS = "pg_stat_statements"
 # Throwaway servers: durability buys nothing and costs start and test time.
 DEFAULT_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -202,24 +203,6 @@ def discover(
                 ) from None
             notes.append(f"skipped PostgreSQL in {bindir} ({source}): {exc}")
     return installs, notes
-
-
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password``.
-
-    ``CREATE ROLE ... PASSWORD '<verifier>'`` keeps the password itself out of the
-    server's logs and out of pg_stat_statements.
-    """
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    b64 = base64.b64encode
-    return (
-        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
-        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -431,7 +414,7 @@ class LocalPostgres:
         self.port: int | None = None
         self.pid: int | None = None
         self.password = secrets.token_hex(16)
-        self.monitor_password = secrets.token_hex(16)
+        self.passwords = accounts.pg_passwords()  # every LOGIN role of roles.sql
         self.template: _Template | None = None
         self._token: int | None = None
         self._starting = False
@@ -566,6 +549,7 @@ class LocalPostgres:
     def _server(self) -> Server:
         assert self.scratch is not None and self.port is not None
         common = {"PGHOST": HOST, "PGPORT": str(self.port), "PGDATABASE": "postgres"}
+        logins = {u: accounts.pg_env(common, u, pw) for u, pw in self.passwords.items()}
         return Server(
             kind="pg",
             product="PostgreSQL",
@@ -573,13 +557,9 @@ class LocalPostgres:
             provider="local",
             origin=str(self.install.bindir),
             bindir=self.install.bindir,
-            admin_env={**common, "PGUSER": SUPERUSER, "PGPASSWORD": self.password},
-            monitor_env={
-                **common,
-                "PGUSER": MONITOR,
-                "PGPASSWORD": self.monitor_password,
-                "PGOPTIONS": MONITOR_OPTIONS,
-            },
+            admin_env=accounts.pg_env(common, SUPERUSER, self.password),
+            monitor_env=logins[accounts.MONITOR],
+            accounts={SUPERUSER: accounts.pg_env(common, SUPERUSER, self.password), **logins},
             client_note=f"psql from {self.install.bindir}",
             _stop=self.stop,
             features=self.features,
@@ -591,42 +571,31 @@ class LocalPostgres:
         )
 
     def _setup(self, server: Server) -> str:
-        """Create the monitoring role (and extension); return the reported version."""
+        """Production's roles (roles.sql) with this server's passwords, the extension;
+        return the reported version."""
         assert self.template is not None
         preloaded = PG_STAT_STATEMENTS in server.features
-        sql = ["SET pg_stat_statements.track = 'none';"] if preloaded else []
-        sql += [
-            f"CREATE ROLE {MONITOR} LOGIN PASSWORD '{scram_verifier(self.monitor_password)}';",
-            f"GRANT pg_monitor TO {MONITOR};",
-        ]
-        if self.install.major >= 14:
-            sql.append(f"GRANT pg_read_all_data TO {MONITOR};")
-        sql += [f"ALTER ROLE {MONITOR} SET {k} = '{v}';" for k, v in MONITOR_SETTINGS.items()]
-        per_database = []
-        if self.install.major < 15:
-            # What PostgreSQL 15+ does: only the owner creates objects in `public`.
-            per_database.append("REVOKE CREATE ON SCHEMA public FROM PUBLIC;")
+        quiet = ["SET pg_stat_statements.track = 'none';"] if preloaded else []
+        sql = [*quiet, accounts.pg_script(self.passwords)]
         if preloaded:
-            per_database.append(f"CREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};")
-        if per_database:
-            # Also in template1, so that databases made for drills have the same.
-            sql += [*per_database, "\\connect template1", *per_database, "\\connect postgres"]
-        if preloaded:
-            sql += ["SET pg_stat_statements.track = 'none';", "SELECT pg_stat_statements_reset();"]
+            # Also in template1, so that databases made for drills have it too.
+            create = f"CREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};"
+            sql += ["\\connect template1", *quiet, create, "\\connect postgres", *quiet, create]
+            sql.append("SELECT pg_stat_statements_reset();")
         # The template's password is shared by every copy: each server gets its own.
         sql.append(f"ALTER ROLE {SUPERUSER} PASSWORD '{scram_verifier(self.password)}';")
         sql.append("SHOW server_version;")
         psql = self.install.bindir / "psql"
         psql = str(psql) if psql.is_file() else shutil.which("psql")
         if not psql:
-            self._fail("no psql in the install or on PATH to create the monitoring role")
+            self._fail("no psql in the install or on PATH to create the roles of roles.sql")
         result = _run(
             [psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
             input="\n".join(sql) + "\n",
             env={**server.env("admin"), "PGPASSWORD": self.template.password},
         )
         if result.returncode != 0:
-            self._fail("creating the monitoring role failed", result)
+            self._fail(f"running {rel(accounts.ROLES_SQL)} failed", result)
         # "15.20 (Debian 15.20-0+deb12u1)" -> "15.20"
         return result.stdout.strip().splitlines()[-1].split()[0]
 

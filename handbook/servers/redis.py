@@ -13,22 +13,23 @@ Version and product come from ``<server> --version`` ("Redis server v=7.0.15",
 ``Server.client_note`` says which.
 
 A started server binds 127.0.0.1 on a free port plus a Unix socket in its temp dir,
-keeps nothing on disk (``save ''``, ``appendonly no``) and has two ACL users with
-passwords made up per run: ``default`` (everything) and ``handbook_monitor`` (read and
-introspect only: ``MONITOR_ACL``; checked on Redis 6.2 and 7.0).
+keeps nothing on disk (``save ''``, ``appendonly no``) and loads production's ACL users:
+``conf/redis/users.acl`` with a password made up per server for each ``${NAME}``
+placeholder (``accounts.redis_acl``). The ``default`` user is off there, so the provider
+itself connects as ``erpgo_admin``; the read-only diagnostics run as ``erpgo_monitor``.
 
-How clients authenticate (``admin_env`` / ``monitor_env``)::
+How clients authenticate (``Server.accounts``, ``admin_env`` / ``monitor_env``)::
 
     REDIS_URL=redis://<user>:<password>@127.0.0.1:<port>/0
     REDISCLI_AUTH=<password>
 
 Snippets call ``redis-cli --no-auth-warning -u "$REDIS_URL" ...``: the same line runs as
-either user, on redis-cli 6.2 and 7.0 alike. The URL must carry the user *and* the
+any user, on redis-cli 6.2 and 7.0 alike. The URL must carry the user *and* the
 password: redis-cli reads ``redis://name@host`` as a password, and a password in the
 URL wins over ``REDISCLI_AUTH``. ``--no-auth-warning`` silences the "Using a password
 with '-a' or '-u' option" line that both versions print on stderr. ``REDISCLI_AUTH`` is
-there for ``redis-cli -s <socket>`` (admin) and ``redis-cli --user handbook_monitor -s
-<socket>`` (monitor), which take the password from it without any warning.
+there for ``redis-cli --user <user> -s <socket>``, which takes the password from it
+without any warning.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import contextlib
 import importlib.util
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
@@ -45,27 +45,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cleanup, resp, scratch
+from . import accounts, cleanup, resp, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
 from .ports import HOST, free_port
 
 SERVERS_VAR = "HANDBOOK_REDIS_SERVERS"
 SERVER_NAMES = ("redis-server", "valkey-server")
 CLIENT_NAMES = ("redis-cli", "valkey-cli")
-MONITOR = "handbook_monitor"
-# Read keys, and introspect the server, nothing else. No @connection (on 6.2 that
-# grants all of CLIENT, on 7.0 CLIENT KILL/PAUSE): connection commands one by one.
-MONITOR_ACL = (
-    "-@all +@read "
-    "+auth +hello +ping +echo +select +reset "
-    "+info +time +lastsave +role +command "
-    "+config|get +slowlog|get +slowlog|len "
-    "+latency|latest +latency|history +latency|doctor "
-    "+memory|stats +memory|usage +memory|doctor +memory|malloc-stats "
-    "+client|list +client|info +client|id +client|getname +acl|whoami "
-    "+dbsize +scan +type +ttl +pttl +exists +object "
-    "+pubsub|channels +pubsub|numsub +pubsub|numpat"
-)
+ADMIN = accounts.REDIS_ADMIN  # what the provider itself connects as (default is off)
 # Chosen by the provider: refused in start(settings=...).
 MANAGED_SETTINGS = (
     "port", "bind", "unixsocket", "unixsocketperm", "dir", "daemonize", "logfile",
@@ -249,8 +236,9 @@ class LocalRedis:
     def __init__(self, install: RedisInstall, settings: Mapping[str, str] | None = None) -> None:
         self.install = install
         self.extra_args = _setting_args(dict(settings or {}))
-        self.password = secrets.token_hex(16)
-        self.monitor_password = secrets.token_hex(16)
+        self.secrets = accounts.redis_passwords()  # ${NAME} of users.acl -> a password
+        self.passwords = accounts.redis_user_passwords(self.secrets)  # user -> password
+        self.password = self.passwords[ADMIN]
         self.scratch: Path | None = None
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -272,13 +260,9 @@ class LocalRedis:
             f"{self.install.product} {self.install.version} in {self.scratch}", self.stop
         )
         try:
-            conf = self.scratch / "users.conf"
+            conf = self.scratch / "users.acl"
             conf.touch(mode=0o600)
-            conf.write_text(
-                "# written by handbook.servers: ACL users with passwords made up for this run\n"
-                f"user default on >{self.password} ~* &* +@all\n"
-                f"user {MONITOR} on >{self.monitor_password} ~* resetchannels {MONITOR_ACL}\n"
-            )
+            conf.write_text(accounts.redis_acl(self.secrets))
             for attempt in range(PORT_ATTEMPTS):
                 self.port = free_port()
                 if self._launch(conf):
@@ -295,7 +279,7 @@ class LocalRedis:
         """Start the process and wait until it answers PING; False if it exited."""
         assert self.scratch is not None
         args = [
-            self.install.server, conf,
+            self.install.server, "--aclfile", conf,
             "--port", str(self.port), "--bind", HOST,
             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
             "--save", "", "--appendonly", "no", "--dir", str(self.scratch),
@@ -314,7 +298,7 @@ class LocalRedis:
             if self.proc.poll() is not None:
                 return False
             with contextlib.suppress(OSError, resp.RespError):
-                reply = resp.call(self.socket, ("PING",), user="default", password=self.password)
+                reply = resp.call(self.socket, ("PING",), user=ADMIN, password=self.password)
                 if reply == ["PONG"]:
                     return True
             time.sleep(0.01)
@@ -335,13 +319,16 @@ class LocalRedis:
         )
 
     def _reported_version(self) -> str:
-        (text,) = resp.call(self.socket, ("INFO", "server"), user="default", password=self.password)
+        (text,) = resp.call(self.socket, ("INFO", "server"), user=ADMIN, password=self.password)
         fields = resp.info(str(text))
         return fields.get("valkey_version") or fields.get("redis_version") or self.install.version
 
     def _server(self, version: str) -> Server:
         assert self.proc is not None and self.scratch is not None
-        base = f"127.0.0.1:{self.port}/0"
+        logins = {
+            user: accounts.redis_env(f"{HOST}:{self.port}", user, password)
+            for user, password in self.passwords.items()
+        }
         client = self.install.client
         return Server(
             kind="redis",
@@ -350,14 +337,9 @@ class LocalRedis:
             provider="local",
             origin=str(self.install.server),
             bindir=client.path.parent if client else None,
-            admin_env={
-                "REDIS_URL": f"redis://default:{self.password}@{base}",
-                "REDISCLI_AUTH": self.password,
-            },
-            monitor_env={
-                "REDIS_URL": f"redis://{MONITOR}:{self.monitor_password}@{base}",
-                "REDISCLI_AUTH": self.monitor_password,
-            },
+            admin_env=logins[ADMIN],
+            monitor_env=logins[accounts.MONITOR],
+            accounts=logins,
             client_note=self.install.client_note,
             _stop=self.stop,
             port=self.port,
@@ -376,7 +358,7 @@ class LocalRedis:
                 with contextlib.suppress(OSError, resp.RespError):
                     resp.call(
                         self.socket, ("SHUTDOWN", "NOSAVE"),
-                        user="default", password=self.password, timeout=2,
+                        user=ADMIN, password=self.password, timeout=2,
                     )  # fmt: skip
                 cleanup.end_process(self.proc)
         finally:

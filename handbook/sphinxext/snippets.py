@@ -55,14 +55,14 @@ def language_of(snippet: snippets.Snippet) -> str:
     return LANGUAGES[snippet.kind]
 
 
-def verification_note(snippet: snippets.Snippet, data: dict) -> str:
-    """One sentence saying how far a reader can trust the snippet."""
+def verification_note(snippet: snippets.Snippet, data: dict, root: Path | None = None) -> str:
+    """One sentence saying how far a reader can trust the snippet *as shown*: a result
+    counts only while the file still hashes to what the run recorded. ``root``: the
+    project the report's paths are relative to (by default, the snippet's own)."""
+    if root is None:
+        root = Path(str(snippet.path.resolve())[: -len(snippet.name)])
     if snippet.lint_only and snippet.verified_by:
-        test = snippet.verified_by.split(",")[0].strip()
-        return (
-            f"Run for real by {test}, outside the snippet harness ({snippet.lint_only}); "
-            "shellchecked."
-        )
+        return verified_by_note(snippet, data, root)
     if snippet.lint_only:
         return (
             f"Lint-only: {snippet.lint_only}. "
@@ -71,10 +71,18 @@ def verification_note(snippet: snippets.Snippet, data: dict) -> str:
     entries = [e for e in data.get("entries", {}).values() if e["snippet"] == snippet.name]
     if not entries:
         return "Not verified in this build: no test report (run tox, then build the site)."
-    passed = sorted({e["server"] for e in entries if e["outcome"] == "passed"})
-    failed = sorted({e["label"] for e in entries if e["outcome"] == "failed"})
+    current = [e for e in entries if verification.is_current(e, root)]
+    if not current:
+        last = max(entries, key=lambda e: e.get("time", ""))
+        return (
+            f"Not verified: this snippet changed since it was last verified "
+            f"({verification.run_info(data, last.get('run', ''))}); run the tests, then "
+            "build the site."
+        )
+    passed = sorted({e["server"] for e in current if e["outcome"] == "passed"})
+    failed = sorted({e["label"] for e in current if e["outcome"] == "failed"})
     skipped = sorted(
-        f"{e['label']} ({e['reason']})" for e in entries if e["outcome"] == "not-applicable"
+        f"{e['label']} ({e['reason']})" for e in current if e["outcome"] == "not-applicable"
     )
     parts = []
     if snippet.kind == "promql":
@@ -89,10 +97,49 @@ def verification_note(snippet: snippets.Snippet, data: dict) -> str:
     elif passed:
         parts.append("Ran on " + "; ".join(passed) + ".")
     if failed:
-        parts.append("FAILED on " + ", ".join(failed) + " in the last test run.")
+        parts.append("FAILED on " + ", ".join(failed) + ".")
     if skipped:
         parts.append("Not applicable on " + ", ".join(skipped) + ".")
-    return " ".join(p for p in parts if p) or "Not verified in the last test run."
+    runs = sorted({e.get("run", "") for e in current})
+    parts.append(f"({'; '.join(verification.run_info(data, r) for r in runs)})")
+    return (
+        " ".join(p for p in parts if p)
+        if passed or failed or skipped
+        else ("Not verified in the last test run.")
+    )
+
+
+def verified_by_note(snippet: snippets.Snippet, data: dict, root: Path) -> str:
+    """A lint-only snippet that a test of its own runs: only that test's recorded passing
+    outcome, in a run that saw the snippet as it is now, verifies it."""
+    tests = [
+        f.strip()
+        for f in snippet.verified_by.split(",")
+        if Path(f.strip()).name.startswith("test_")
+    ]
+    states = [(test, *verification.verified_by(data, snippet.name, test, root)) for test in tests]
+    for test, state, record in states:
+        if state == "failed":
+            return (
+                f"Not verified: its test {test} FAILED in "
+                f"{verification.run_info(data, record.get('run', ''))}. Shellchecked."
+            )
+    for test, state, record in states:
+        if state == "passed":
+            return (
+                f"Run for real by {test} ({snippet.lint_only}), which passed with this content "
+                f"in {verification.run_info(data, record.get('run', ''))}; shellchecked."
+            )
+    for test, state, record in states:
+        if state == "stale":
+            return (
+                f"Not verified: this snippet changed since {test} last ran it "
+                f"({verification.run_info(data, record.get('run', ''))}). Shellchecked."
+            )
+    return (
+        f"Not verified in this build: {', '.join(tests) or 'its test'} has no recorded "
+        "outcome (run tox, then build the site). Shellchecked."
+    )
 
 
 class SnippetDirective(LiteralInclude):
@@ -136,7 +183,7 @@ class SnippetDirective(LiteralInclude):
         self.env.note_dependency(str(report))  # a new test run re-renders the notes
         data = verification.load(report)
         note = nodes.paragraph(classes=["handbook-verification"])
-        note += nodes.emphasis(text=verification_note(snippet, data))
+        note += nodes.emphasis(text=verification_note(snippet, data, root))
         return [*result, note]
 
 

@@ -27,19 +27,25 @@ def n_tests(count: int) -> str:
     return f"{count} test" if count == 1 else f"{count} tests"
 
 
-def status(proofs: list[requirements.Proof], outcomes: dict[str, str], provable: bool) -> str:
+def status(
+    proofs: list[requirements.Proof], outcomes: dict[str, object], provable: bool, data=None
+) -> str:
+    """The requirement's status, naming the test runs (id and date) it comes from."""
     if not provable:
         return "Open: a team activity, not something a test can prove"
     if not proofs:
         return "Open: no test proves it yet"
-    seen = [outcomes.get(f"{p.path}::{p.test}") for p in proofs]
+    records = [outcomes.get(f"{p.path}::{p.test}") for p in proofs]
+    seen = [verification.outcome_of(r) if r else None for r in records]
+    runs = sorted({verification.stamped(r)["run"] for r in records if r})
+    where = "; ".join(verification.run_info(data or {}, run) for run in runs)
     if "failed" in seen:
-        return "Failing in the last test run"
+        return f"Failing in {where}"
     if all(s == "passed" for s in seen):
-        return f"Proven: {n_tests(len(proofs))} passed in the last test run"
+        return f"Proven: {n_tests(len(proofs))} passed in {where}"
     if any(s == "passed" for s in seen):
         passed = sum(s == "passed" for s in seen)
-        return f"Partly run: {passed} of {len(proofs)} tests passed in the last test run"
+        return f"Partly run: {passed} of {len(proofs)} tests passed in {where}"
     return f"Not run in this build: {n_tests(len(proofs))} prove it (run tox, then build)"
 
 
@@ -75,7 +81,10 @@ class RequirementTraceDirective(SphinxDirective):
             mine = [p for p in proofs if p.requirement == req.id]
             tests_cell = nodes.bullet_list()
             for path, group in by_file(mine).items():
-                seen = [outcomes.get(f"{p.path}::{p.test}", "not run") for p in group]
+                seen = [
+                    verification.outcome_of(outcomes.get(f"{p.path}::{p.test}", "not run"))
+                    for p in group
+                ]
                 counts = ", ".join(
                     f"{seen.count(o)} {OUTCOME_TEXT.get(o, o)}"
                     for o in ("passed", "failed", "skipped", "not run")
@@ -94,7 +103,7 @@ class RequirementTraceDirective(SphinxDirective):
                 nodes.paragraph("", "", nodes.strong(text=f"{req.id} {req.title}")),
                 nodes.paragraph(text=req.scope),
             )
-            row += nodes.entry("", nodes.paragraph(text=status(mine, outcomes, req.provable)))
+            row += nodes.entry("", nodes.paragraph(text=status(mine, outcomes, req.provable, data)))
             row += nodes.entry("", tests_cell if mine else nodes.paragraph(text="-"))
             rows.append(row)
         return [table([34, 22, 44], ["Requirement", "Status", "Proven by"], rows)]

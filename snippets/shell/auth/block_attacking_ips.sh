@@ -2,6 +2,7 @@
 # page: runbooks/authentication-failures.md
 # mode: writes
 # needs: pg,redis
+# user: pg=erpgo_monitor, redis=erpgo_admin
 set -euo pipefail
 # ERPGo refuses logins from an address while erpgo:blocked_ip:<address> exists. The value
 # says why; the key expires by itself after BLOCK_SECONDS (default: one hour). Addresses of

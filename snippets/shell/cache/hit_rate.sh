@@ -2,10 +2,11 @@
 # page: runbooks/low-cache-hit-rate.md
 # mode: read-only
 # needs: redis
+# user: erpgo_monitor
 set -euo pipefail
 # REDIS_URL names the server and user (redis://user@host:port); the password comes
 # from REDISCLI_AUTH so that it never appears in the process list.
-redis-cli -u "${REDIS_URL:?set REDIS_URL to the Redis server, e.g. redis://monitor@host:6379}" \
+redis-cli -e -u "${REDIS_URL:?set REDIS_URL to the Redis server, e.g. redis://monitor@host:6379}" \
     --no-auth-warning INFO stats |
     tr -d '\r' |
     awk -F: '

@@ -2,11 +2,13 @@
 # page: runbooks/low-cache-hit-rate.md
 # mode: read-only
 # needs: redis
+# user: erpgo_monitor
 set -euo pipefail
 # The prefix is the key up to its last ':'. Keys without a TTL (no_ttl) never expire, and a
 # volatile-* policy never evicts them. SCAN walks the keyspace in steps without blocking
 # it; MEMORY USAGE and TTL go through one pipelined redis-cli (keys must hold no spaces).
-cli=(redis-cli --no-auth-warning -u "${REDIS_URL:?set REDIS_URL}")
+# -e: an error reply (NOPERM, WRONGPASS) fails the command instead of printing as output.
+cli=(redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL}")
 work=$(mktemp -d)
 trap 'rm -rf "${work}"' EXIT
 cursor=0

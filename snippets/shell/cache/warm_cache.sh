@@ -2,6 +2,7 @@
 # page: runbooks/low-cache-hit-rate.md
 # mode: writes
 # needs: pg,redis
+# user: pg=erpgo_monitor, redis=erpgo_admin
 set -euo pipefail
 # Writes erpgo:product:<id> (the product's JSON, as ERPGo caches it) for the WARM_TOP
 # (default 1000) products with the most units sold, each with a TTL of CACHE_TTL_SECONDS

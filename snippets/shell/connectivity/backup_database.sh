@@ -1,6 +1,7 @@
 # Back up one database with pg_dump into a custom-format archive, and check the archive reads back
 # page: runbooks/database-connectivity.md
 # needs: pg
+# user: erpgo_monitor
 set -euo pipefail
 # Writes $BACKUP_DIR/<database>-<UTC time>.dump (BACKUP_DIR defaults to the current
 # directory). A read-only role with pg_read_all_data is enough; pg_dump takes a

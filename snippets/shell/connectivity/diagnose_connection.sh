@@ -1,6 +1,7 @@
 # Log in for real and name why it fails: server down, login refused, server full, no such database
 # page: runbooks/database-connectivity.md
 # needs: pg
+# user: erpgo_monitor
 set -euo pipefail
 # Uses PGHOST, PGPORT, PGUSER, PGDATABASE and the password from ~/.pgpass or
 # PGPASSWORD, exactly as the application's settings would. Exit codes: 0 connected,

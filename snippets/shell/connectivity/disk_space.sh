@@ -1,6 +1,7 @@
 # Free space and inodes where the data directory and its WAL live: a full disk stops PostgreSQL
 # page: runbooks/database-connectivity.md
 # needs: pg
+# user: erpgo_monitor
 set -euo pipefail
 # Run it on the database host. With the server down, set PGDATA to the data directory;
 # with it up, the server says where its data lives (SHOW data_directory).

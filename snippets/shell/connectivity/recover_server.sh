@@ -2,6 +2,7 @@
 # page: runbooks/database-connectivity.md
 # mode: writes
 # needs: pg
+# user: postgres
 set -euo pipefail
 # Run it on the database host with PGDATA set to the data directory, as root or as
 # the directory's owner, with the server's own bin directory first on PATH. The

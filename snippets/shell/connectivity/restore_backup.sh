@@ -2,6 +2,7 @@
 # page: runbooks/database-connectivity.md
 # mode: writes
 # needs: pg
+# user: postgres
 set -euo pipefail
 # BACKUP_FILE: the archive (pg_dump --format=custom) to restore. RESTORE_DB: the new
 # database to restore into (default: <PGDATABASE>_restored); it must not exist yet,

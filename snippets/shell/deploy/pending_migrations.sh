@@ -1,6 +1,7 @@
 # Pending migrations: the release's migration files the database has not applied yet
 # page: procedures/deployment.md
 # needs: pg
+# user: erpgo_monitor
 set -euo pipefail
 # The release's migration files (golang-migrate naming: NNNN_name.up.sql); by default
 # the ones beside this handbook's snippets.

@@ -2,6 +2,7 @@
 # page: architecture/disaster-recovery.md
 # needs: pg
 # mode: writes
+# user: replicator
 set -euo pipefail
 # BACKUP_DIR: where the backup goes (a new directory); default: erpgo-base-<UTC time> here.
 backup_dir="${BACKUP_DIR:-erpgo-base-$(date -u +%Y%m%dT%H%M%SZ)}"

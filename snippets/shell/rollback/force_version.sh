@@ -2,6 +2,7 @@
 # page: procedures/rollback.md
 # needs: pg
 # mode: writes
+# user: erpgo_migrate
 set -euo pipefail
 state=$(psql -X -At -v ON_ERROR_STOP=1 -c \
   "SELECT coalesce((SELECT version || ' ' || dirty FROM schema_migrations LIMIT 1), 'none false')")

@@ -1,6 +1,7 @@
 # The message for the incident channel when a rollback starts (fields filled from the environment)
 # page: procedures/rollback.md
 # needs: pg
+# user: erpgo_monitor
 set -euo pipefail
 schema=$(psql -X -At -v ON_ERROR_STOP=1 -c "SELECT coalesce((SELECT version ||
   CASE WHEN dirty THEN ' (dirty)' ELSE '' END FROM schema_migrations LIMIT 1), 'none')")

@@ -2,6 +2,7 @@
 # page: procedures/rollback.md
 # needs: pg
 # mode: writes
+# user: erpgo_migrate
 set -euo pipefail
 # The release's migration files; by default the ones beside this handbook's snippets.
 migrations=${MIGRATIONS_DIR:-$(dirname "${BASH_SOURCE[0]}")/../../migrations}

@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: pg
 # mode: writes
+# user: postgres
 set -euo pipefail
 # The secret ERPGo reads (ERPGO_DB_USER, ERPGO_DB_PASSWORD); here a file, written atomically.
 secret_file="${ERPGO_DB_SECRET_FILE:-./erpgo-db.env}"

@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: pg
 # mode: writes
+# user: postgres
 set -euo pipefail
 secret_file="${ERPGO_DB_SECRET_FILE:-./erpgo-db.env}"
 current="erpgo_app_blue"

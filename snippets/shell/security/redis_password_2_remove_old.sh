@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: redis
 # mode: writes
+# user: erpgo_admin
 set -euo pipefail
 secret_file="${ERPGO_REDIS_SECRET_FILE:-./erpgo-redis.env}"
 user="${ERPGO_REDIS_USERNAME:-erpgo_app}"

@@ -1,6 +1,7 @@
 -- Attacks in the last 15 minutes of login attempts, one row each: brute force, credential stuffing, distributed
 -- page: runbooks/authentication-failures.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- The thresholds are in params: one address failing 20 times is brute force, one
 -- address trying 10 or more login names is credential stuffing, 10 or more addresses failing
 -- on the same account is a distributed attack. Accounts are named by their username whichever

@@ -1,6 +1,7 @@
 -- Accounts that logged in successfully from an attacking address in the last 15 minutes
 -- page: runbooks/authentication-failures.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- Attacking addresses are those classify_attacks.sql reports, with the same thresholds; for a
 -- distributed attack, every address that failed on the attacked account. Any row here is an
 -- account the attacker probably controls.

@@ -1,6 +1,7 @@
 -- Failed logins per minute over the last 15 minutes, by reason: the alert's rate, from the database
 -- page: runbooks/authentication-failures.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- The alert fires above 10 failures a minute. Bounded by time on the indexed attempted_at
 -- column, so it stays cheap on a table of millions of attempts.
 SELECT date_trunc('minute', attempted_at) AS minute,

@@ -1,6 +1,7 @@
 -- Account protection: lock for an hour the accounts under attack or taken over; revoke the taken-over accounts' sessions
 -- page: runbooks/authentication-failures.md
 -- mode: writes
+-- user: postgres
 -- Locked: the target of a brute force (20 or more failures from one address) or of a
 -- distributed attack (10 or more addresses), and every account that logged in successfully
 -- from an attacking address. NOT locked: the many accounts a credential-stuffing list merely

@@ -1,6 +1,7 @@
 -- What fills the disk: each database's size, the WAL directory, and WAL held back by replication slots
 -- page: runbooks/database-connectivity.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT datname AS database,
        pg_size_pretty(pg_database_size(datname)) AS size
   FROM pg_database

@@ -1,5 +1,6 @@
 -- Transactions open longer than a migration's lock_timeout (5 s), and the tables they lock
 -- page: procedures/deployment.md
+-- user: erpgo_monitor
 SELECT a.pid,
        a.usename AS role,
        a.application_name,

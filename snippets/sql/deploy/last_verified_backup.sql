@@ -1,5 +1,6 @@
 -- Age of the newest backup whose restore test passed, as the backup job records it
 -- page: procedures/deployment.md
+-- user: erpgo_monitor
 SELECT max(verified_at) AS last_verified_backup,
        date_trunc('second', now() - max(verified_at)) AS age,
        CASE

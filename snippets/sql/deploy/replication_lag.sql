@@ -1,5 +1,6 @@
 -- Replication lag of each streaming replica, in bytes and time; says so when none is connected
 -- page: procedures/deployment.md
+-- user: erpgo_monitor
 SELECT application_name AS replica,
        state,
        sync_state,

@@ -1,6 +1,7 @@
 -- Is WAL archiving working? Settings, last archived and last failed segment
 -- page: architecture/disaster-recovery.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT current_setting('archive_mode') AS archive_mode,
        current_setting('archive_timeout') AS archive_timeout,
        archived_count,

@@ -1,6 +1,7 @@
 -- On the primary: each standby, whether it is synchronous, and how far behind it is
 -- page: architecture/disaster-recovery.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT application_name,
        client_addr,
        state,

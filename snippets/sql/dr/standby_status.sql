@@ -1,6 +1,7 @@
 -- On a standby: is it in recovery, what has it received and replayed, is replay paused
 -- page: architecture/disaster-recovery.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT pg_is_in_recovery() AS in_recovery,
        pg_last_wal_receive_lsn() AS received_lsn,
        pg_last_wal_replay_lsn() AS replayed_lsn,

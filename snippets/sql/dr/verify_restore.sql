@@ -1,6 +1,7 @@
 -- Row count and content checksum of every table in this database: run it on the source and on the restore, then compare
 -- page: architecture/disaster-recovery.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT string_agg(
          format('SELECT %L AS table_name, count(*) AS row_count, '
                 'md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) AS checksum '

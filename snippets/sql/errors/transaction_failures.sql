@@ -2,6 +2,7 @@
 -- page: runbooks/high-error-rate.md
 -- mode: read-only
 -- requires: pg>=14
+-- user: erpgo_monitor
 -- Two samples of pg_stat_database, 3 seconds apart (the monitoring role's
 -- statement_timeout is 5 s); no server log needed. A deadlock victim and a
 -- serialization failure (SQLSTATE 40P01, 40001) both end in a rollback; only

@@ -1,6 +1,7 @@
 -- PostgreSQL's own cache hit rate per database, and the tables read most from disk
 -- page: runbooks/high-latency.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- blks_read counts pages PostgreSQL had to ask the kernel for (page cache or disk).
 -- A busy OLTP database normally stays above 99 %.
 SELECT datname AS database,

@@ -1,6 +1,7 @@
 -- Add the index the pending-orders query needs, without blocking writes to orders
 -- page: runbooks/high-latency.md
 -- mode: writes
+-- user: postgres
 -- CONCURRENTLY cannot run inside a transaction block: run this file with psql -f,
 -- not with -1. A build that failed or was cancelled leaves an INVALID index behind,
 -- which IF NOT EXISTS would keep: drop that first, so the file can simply be rerun.

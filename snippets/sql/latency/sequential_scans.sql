@@ -1,6 +1,7 @@
 -- Large tables read by sequential scans: the sign of a query without the index it needs
 -- page: runbooks/high-latency.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- Counters are cumulative since the last statistics reset (stats_reset in
 -- pg_stat_database). Tables under 10,000 rows (as of their last ANALYZE) are left
 -- out: reading them whole is often the cheapest plan.

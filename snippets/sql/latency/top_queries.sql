@@ -3,6 +3,7 @@
 -- mode: read-only
 -- extension: pg_stat_statements
 -- requires: pg>=13
+-- user: erpgo_monitor
 -- Column names as in pg_stat_statements 1.8 and later (PostgreSQL 13+): before 13
 -- total_exec_time and mean_exec_time were total_time and mean_time. The columns used
 -- here are the same on every supported major (15 to 18).

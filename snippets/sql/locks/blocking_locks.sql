@@ -1,6 +1,7 @@
 -- Sessions waiting on a lock, and the session that blocks each of them
 -- page: runbooks/high-latency.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- pg_blocking_pids() follows the lock wait graph exactly, including locks held by
 -- parallel workers and queued requests; a blocker that is itself blocked shows up
 -- as a waiter too.

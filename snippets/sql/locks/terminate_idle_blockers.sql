@@ -1,6 +1,7 @@
 -- End the sessions that sit idle inside a transaction while other sessions wait on their locks
 -- page: runbooks/high-latency.md
 -- mode: writes
+-- user: postgres
 -- Targets only this database's client sessions that (1) block at least one other
 -- session, (2) are idle in a transaction, not running a statement, and (3) have been
 -- idle for more than 5 seconds. Their transactions roll back; the waiting sessions

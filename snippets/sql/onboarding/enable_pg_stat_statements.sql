@@ -2,5 +2,6 @@
 -- page: onboarding/troubleshooting.md
 -- mode: writes
 -- extension: pg_stat_statements
+-- user: postgres
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 SELECT count(*) >= 0 AS pg_stat_statements_ready FROM pg_stat_statements;

@@ -1,6 +1,7 @@
 -- Connection budget: max_connections, the reserved slots, and each role's and database's share
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- reserved_connections (slots for pg_use_reserved_connections members) exists from
 -- PostgreSQL 16 on; current_setting(..., true) gives NULL before that, counted as 0.
 SELECT current_setting('max_connections')::int AS max_connections,

@@ -1,6 +1,7 @@
 -- Connections by database, application and state, against max_connections
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- Client backends only: background workers (and PostgreSQL 18's io workers) are
 -- not connections an application holds.
 SELECT coalesce(datname, '-') AS database,

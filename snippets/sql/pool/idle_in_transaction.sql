@@ -1,6 +1,7 @@
 -- Sessions idle inside an open transaction, oldest first: the usual pool leak
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT pid,
        usename AS role,
        coalesce(nullif(application_name, ''), '-') AS application,

@@ -1,6 +1,7 @@
 -- Connections held by statements that run long: the other way a pool fills up
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: read-only
+-- user: erpgo_monitor
 -- Active client sessions whose current statement started more than 5 seconds ago,
 -- oldest first, with what they wait on (a lock, I/O, the client) if anything.
 SELECT pid,

@@ -1,5 +1,6 @@
 -- What schema_migrations says, and what that means for a rollback
 -- page: procedures/rollback.md
+-- user: erpgo_monitor
 SELECT coalesce(m.version::text, 'none') AS version,
        coalesce(m.dirty, false) AS dirty,
        CASE

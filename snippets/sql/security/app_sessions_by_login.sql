@@ -1,6 +1,7 @@
 -- Which login role ERPGo's sessions use: the old role must have none left before it is retired
 -- page: architecture/security.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT usename AS login_role,
        application_name,
        count(*) AS sessions,

@@ -1,6 +1,7 @@
 -- Client sessions by TLS protocol and cipher: any row with tls = f is a plaintext connection
 -- page: architecture/security.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT s.ssl AS tls,
        coalesce(s.version, '') AS protocol,
        coalesce(s.cipher, '') AS cipher,

@@ -1,6 +1,7 @@
 -- The server's TLS settings as it runs them (what postgresql.conf and a reload made effective)
 -- page: architecture/security.md
 -- mode: read-only
+-- user: erpgo_monitor
 SELECT name, setting
 FROM pg_settings
 WHERE name IN ('ssl', 'ssl_min_protocol_version', 'ssl_max_protocol_version',
