@@ -5,10 +5,12 @@ production scale (a million login attempts, a few hundred sessions) on each loca
 PostgreSQL and reports the median wall time of each read-only diagnostic the runbooks
 show (target: 100 ms).
 
-Reports, per available server: how long it takes to start; the floor (a bare
-``psql -X -c 'select 1'`` on the warm server); the median wall time of each SQL
-snippet run as the tests run it, and its ratio to the floor (target: 1.5x or
-less); and the wall time of the whole snippet suite. Numbers, not assertions.
+Reports, per available server (local binaries, and containers when a Docker engine
+answers: ``HANDBOOK_PG``/``HANDBOOK_REDIS`` ``auto``): how long it takes to start; the
+floor (a bare ``psql -X -c 'select 1'`` on the warm server); the median wall time of
+each SQL snippet run as the tests run it, and its ratio to the floor (target: 1.5x or
+less); per server, the median of those medians, so a container's figures stand next to
+a local server's; and the wall time of the whole snippet suite. Numbers, not assertions.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def main() -> int:
     print(f"# Snippet harness benchmark ({RUNS} runs each, median)\n")
     try:
         print("| server | start (s) | floor: psql select 1 (ms) |")
-        print("|---|---|---|")
+        print("|---|---|---|")  # "..., docker": a container's start, from create to ready
         rows = []
         for kind in ("pg", "redis"):
             for cand in pool.candidates(kind):
@@ -133,6 +135,16 @@ def main() -> int:
         print("|---|---|---|---|")
         for label, name, median, ratio in rows:
             print(f"| {label} | {name} | {median * 1000:.1f} | {ratio:.2f} |")
+        # Per server: a container's snippet time beside a local server's.
+        print("\n| server | provider | SQL snippets | median per snippet (ms) | median x floor |")
+        print("|---|---|---|---|---|")
+        for cand in pool.candidates("pg"):
+            mine = [(median, ratio) for label, _, median, ratio in rows if label == cand.label]
+            if mine:
+                per_snippet = statistics.median(m for m, _ in mine) * 1000
+                ratio = statistics.median(r for _, r in mine)
+                print(f"| {cand.label} | {cand.provider} | {len(mine)} | {per_snippet:.1f} "
+                      f"| {ratio:.2f} |")  # fmt: skip
     finally:
         pool.stop_all()
     suite = timed(

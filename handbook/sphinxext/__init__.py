@@ -13,6 +13,7 @@ from handbook.sphinxext import (
     packagemap,
     quickref,
     recovery,
+    servers,
     snippets,
     summary,
 )
@@ -29,6 +30,7 @@ def setup(app: Sphinx) -> dict:
     packagemap.setup(app)
     summary.setup(app)
     recovery.setup(app)
+    servers.setup(app)
     oncall.setup(app)
     maintenance.setup(app)
     # env_version: bump when what the extension keeps in the environment changes
