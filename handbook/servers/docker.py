@@ -49,7 +49,7 @@ from . import accounts, cleanup, resp, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, base_label_of
 from .ports import HOST, free_port
 from .postgres import DEFAULT_SETTINGS, MANAGED_SETTINGS, PG_STAT_STATEMENTS
-from .redis import RedisClient, _setting_args
+from .redis import RedisClient, setting_args
 
 IMAGES_VAR = "HANDBOOK_DOCKER_IMAGES"
 DEFAULT_IMAGES = {
@@ -587,7 +587,7 @@ def start_redis(
         def get_client(self, **kwargs):
             return super().get_client(username=accounts.REDIS_ADMIN, **kwargs)
 
-    extra = _setting_args(dict(settings or {}))  # refuses the settings the provider owns
+    extra = setting_args(dict(settings or {}))  # refuses the settings the provider owns
     label = label or _label_of("redis", image)
     product = _product(label)[1]
     _prepare()

@@ -210,7 +210,7 @@ def discover(
     return installs, notes
 
 
-def _setting_args(settings: Mapping[str, str]) -> list[str]:
+def setting_args(settings: Mapping[str, str]) -> list[str]:
     managed = sorted(set(settings) & set(MANAGED_SETTINGS))
     if managed:
         raise ServerConfigError(
@@ -235,7 +235,7 @@ class LocalRedis:
 
     def __init__(self, install: RedisInstall, settings: Mapping[str, str] | None = None) -> None:
         self.install = install
-        self.extra_args = _setting_args(dict(settings or {}))
+        self.extra_args = setting_args(dict(settings or {}))
         self.secrets = accounts.redis_passwords()  # ${NAME} of users.acl -> a password
         self.passwords = accounts.redis_user_passwords(self.secrets)  # user -> password
         self.password = self.passwords[ADMIN]
