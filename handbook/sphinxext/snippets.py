@@ -26,7 +26,7 @@ from sphinx.util import logging
 from handbook import report as verification
 from handbook import snippet as snippets
 from handbook.paths import rel
-from handbook.sphinxext import docstore
+from handbook.sphinxext import docstore, verified
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,14 @@ def verification_note(snippet: snippets.Snippet, data: dict, root: Path | None =
     if not entries:
         return "Not verified in this build: no test report (run tox, then build the site)."
     current = [e for e in entries if verification.is_current(e, root)]
+    hashed = [e for e in entries if e.get("hash")]
+    if not hashed:
+        return (
+            "Not verified in this build: no result recorded for this content (run tox, "
+            "then build the site)."
+        )
     if not current:
-        last = max(entries, key=lambda e: e.get("time", ""))
+        last = max(hashed, key=lambda e: e.get("time", ""))
         return (
             f"Not verified: this snippet changed since it was last verified "
             f"({verification.run_info(data, last.get('run', ''))}); run the tests, then "
@@ -210,3 +216,4 @@ def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
 def setup(app: Sphinx) -> None:
     app.add_directive("snippet", SnippetDirective)
     app.connect("env-check-consistency", report_orphans)
+    verified.setup(app)  # {verification-summary}: the counts and the run behind the notes
