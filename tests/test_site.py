@@ -28,8 +28,10 @@ def site(built_site) -> Path:
 
 @pytest.fixture
 def copy(tmp_path) -> Path:
-    for name in ("docs", "conf", "snippets"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("_build"))
+    for name in ("docs", "conf", "snippets", "handbook"):  # the pages read all four
+        shutil.copytree(
+            ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("_build", "__pycache__")
+        )
     return tmp_path
 
 
@@ -69,10 +71,13 @@ def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_pa
 def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "high-latency.md"
     page.write_text(page.read_text().replace("{alert} HighResponseTime", "{alert} HighLatency"))
+    lines = page.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "{alert} HighLatency" in text)
     result = build(copy, tmp_path / "out")
-    assert "docs/runbooks/high-latency.md:4: WARNING: runbook serves alert 'HighLatency'" in (
-        result.stderr
-    )
+    assert (
+        f"docs/runbooks/high-latency.md:{line}: WARNING: runbook serves alert 'HighLatency'"
+        in result.stderr
+    ), result.stderr
     assert "alert HighResponseTime has no runbook" in result.stderr
 
 
