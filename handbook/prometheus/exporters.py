@@ -166,16 +166,17 @@ def _arguments(
     return [f"-web.listen-address={listen}"], env, []
 
 
-def start(name: str, server: Server, workaround: bool = True) -> Running:
+def start(name: str, server: Server, workaround: bool = True, port: int | None = None) -> Running:
     """Start exporter ``name`` against ``server`` (its monitoring role); ready to scrape.
 
-    ``workaround=False`` keeps the collectors known to fail on this server version.
+    ``workaround=False`` keeps the collectors known to fail on this server version;
+    ``port`` restarts an exporter where Prometheus already scrapes it (a drill).
 
     Raises ExporterMissing when it is not installed, ExporterFailed (with its log)
     when it does not answer on ``/metrics`` in time. Call ``stop()`` in ``finally``.
     """
     binary = find(name)
-    port = free_port()
+    port = port or free_port()
     flags, env, notes = _arguments(name, server, port, workaround)
     handle, log_name = tempfile.mkstemp(prefix=f"handbook-{name}-", suffix=".log")
     os.close(handle)

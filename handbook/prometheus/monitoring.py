@@ -84,8 +84,8 @@ class Prometheus:
             self._token = None
 
 
-def boot_prometheus(config: Path = PROMETHEUS_CONF) -> Prometheus:
-    """Start Prometheus from ``config`` as it is; returns once it is ready."""
+def boot_prometheus(config: Path = PROMETHEUS_CONF, flags: tuple[str, ...] = ()) -> Prometheus:
+    """Start Prometheus from ``config`` as it is (plus ``flags``); returns once it is ready."""
     binary = find_prometheus()
     directory = scratch.make("prometheus")
     server = Prometheus(directory, free_port())
@@ -94,7 +94,7 @@ def boot_prometheus(config: Path = PROMETHEUS_CONF) -> Prometheus:
         with (directory / "prometheus.log").open("ab") as log:
             server.proc = subprocess.Popen(
                 [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-                 f"--web.listen-address={HOST}:{server.port}"],
+                 f"--web.listen-address={HOST}:{server.port}", *flags],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=directory, start_new_session=True,
             )  # fmt: skip
