@@ -35,7 +35,7 @@ def test_the_template_passes_its_own_check():
 
 def test_runbooks_are_found():
     pages = runbook_template.runbook_pages()
-    assert len(pages) >= 6 and all(p.name != "index.md" for p in pages)
+    assert len(pages) >= 10 and all(p.name != "index.md" for p in pages)
 
 
 @pytest.mark.covers("next:templates")
@@ -88,3 +88,77 @@ def test_the_guide_quotes_the_real_message():
     assert f"`{problem}`" in text, (
         f"docs/onboarding/adding-a-runbook.md: quote the check's real message: `{problem}`"
     )
+
+
+OPENING = """---
+last-reviewed: 2026-12-02
+reviewed-by: platform
+---
+
+(x)=
+# Title
+
+```{alert} X
+```
+
+```{alert-context} X
+- **Users:** ...
+```
+
+```{access}
+:monitoring: prometheus
+```
+
+## Meaning and impact
+"""
+
+
+def test_a_complete_opening_passes():
+    assert runbook_template.check_opening(OPENING, "x.md") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda t: t.split("---\n", 2)[2],
+            "x.md:1: no review front matter: start the page with '---', "
+            "'last-reviewed: YYYY-MM-DD', 'reviewed-by: <team>', '---'",
+        ),
+        (
+            lambda t: t.replace("reviewed-by: platform\n", ""),
+            "x.md:1: no review front matter",
+        ),
+        (
+            lambda t: t.replace("2026-12-02", "2 December"),
+            "x.md:2: last-reviewed: '2' is not YYYY-MM-DD",
+        ),
+        (
+            lambda t: t.replace("```{alert-context} X", "```{alert-context} Y"),
+            "x.md:9: alert X has no context: add ```{alert-context} X``` below it",
+        ),
+        (
+            lambda t: t.replace(":monitoring: prometheus\n```\n", "```\n").replace(
+                "```{access}\n```\n", ""
+            ),
+            "x.md:9: no ```{access}```: say once, before the first section",
+        ),
+        (
+            lambda t: t.replace("## Meaning", "```{access}\n```\n\n## Meaning"),
+            "x.md:20: a second {access}: state the access once per page",
+        ),
+    ],
+    ids=["no-front-matter", "no-team", "bad-date", "no-context", "no-access", "two-access"],
+)
+def test_an_incomplete_opening_is_named_with_file_and_line(change, problem):
+    (found,) = runbook_template.check_opening(change(OPENING), "x.md")
+    assert found.startswith(problem), found
+
+
+def test_the_real_pages_are_checked_for_their_opening(tmp_path):
+    """check() applies the opening rules to real pages, not only the sections."""
+    page = tmp_path / "new.md"
+    page.write_text(GOOD)
+    problems = runbook_template.check([page])
+    assert any("no review front matter" in p for p in problems), problems
+    assert any("no ```{access}```" in p for p in problems), problems
