@@ -199,6 +199,11 @@ def test_redis_acl_rotation_keeps_two_passwords_live(redis_server, request, tmp_
 
 @pytest.mark.drill
 def test_tls_certificate_is_replaced_by_a_reload(pg_server, request):
+    if pg_server.provider != "local":  # not a missing tool: the local servers run it
+        pytest.skip(
+            f"the server reads this machine's key files as its own user: {pg_server.label} "
+            "is not local"
+        )
     need_openssl()
     pool = request.config.stash[handbook.pytest_plugin.POOL]
     work = Path(tempfile.mkdtemp(prefix="erpgo-tls-"))
