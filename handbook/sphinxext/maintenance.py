@@ -201,14 +201,15 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         due = f"{date + dt.timedelta(days=limit)}" if date else "now"
         shown = sorted(env.handbook_snippets_shown.get(page, ()))
         outcomes = [e["outcome"] for s in shown for e in by_snippet.get(s, [])]
+        count = f"{len(shown)} snippet{'' if len(shown) == 1 else 's'}"
         if not shown:
             verified = "shows no snippet"
         elif not outcomes:
-            verified = f"{len(shown)} snippets, no test run recorded"
+            verified = f"{count}, no test run recorded"
         else:
             failed = outcomes.count("failed")
             verified = (
-                f"{len(shown)} snippets, {outcomes.count('passed')} runs passed"
+                f"{count}: {outcomes.count('passed')} of {len(outcomes)} runs passed"
                 + (f", {failed} FAILED" if failed else "")
                 + f" (run of {data.get('generated', '?')})"
             )
