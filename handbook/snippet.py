@@ -17,7 +17,11 @@ from handbook.paths import ROOT, rel
 
 KINDS = {".sql": "sql", ".sh": "shell", ".redis": "redis", ".promql": "promql"}
 COMMENT = {"sql": "--", "shell": "#", "redis": "#", "promql": "#"}
-KEYS = ("page", "mode", "requires", "extension", "needs", "lint-only", "verified-by", "mask")
+KEYS = (
+    "page", "mode", "requires", "extension", "needs", "lint-only", "verified-by", "mask", "user",
+    "via",
+)  # fmt: skip
+VIAS = ("pgbouncer",)  # how a snippet reaches PostgreSQL when not directly
 MODES = ("read-only", "writes")
 NEEDS = ("pg", "redis")
 HEADER_LINE = re.compile(r"^(?P<key>[a-z][a-z-]*):\s*(?P<value>.*)$")
@@ -63,6 +67,11 @@ class Snippet:
     lint_only: str | None = None
     verified_by: str | None = None  # a lint-only snippet's own test: "tests/drills/test_x.py"
     masks: list[re.Pattern[str]] = field(default_factory=list)
+    # Who it runs as, as its page tells the reader: "erpgo_monitor", or one user per server
+    # ("pg=erpgo_monitor, redis=erpgo_admin"); checked against conf/ (servers.accounts).
+    user: str | None = None
+    # "pgbouncer": it connects as the application does, through conf/pgbouncer's pooler.
+    via: str | None = None
     body_start: int = 2  # 1-based line of the first body line
     header: dict[str, int] = field(default_factory=dict)  # key -> its (last) line in the file
     name: str = ""  # project-relative path used in every message: "snippets/sql/x.sql"
@@ -164,6 +173,12 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         snippet.lint_only = value
     elif key == "verified-by":
         snippet.verified_by = value
+    elif key == "user":
+        snippet.user = value
+    elif key == "via":
+        if value not in VIAS:
+            raise SnippetError(f"{where}: via must be one of {', '.join(VIAS)}, not {value!r}")
+        snippet.via = value
     elif key == "mask":
         try:
             snippet.masks.append(re.compile(value))
