@@ -149,6 +149,19 @@ def test_the_cache_key_follows_everything_an_image_is_built_from(tmp_path, monke
     assert images.base_key("trixie", "http://deb.debian.org/debian", "") != base
 
 
+def test_the_image_builder_needs_only_the_standard_library():
+    # .ci/run builds the images with the system's python3, before any virtualenv exists:
+    # -S leaves site-packages out, so a third-party import anywhere on the way fails.
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import handbook.servers.images"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, (
+        "handbook/servers/images.py (or a module it imports) needs a package outside the "
+        f"standard library; keep those imports inside functions:\n{result.stderr}"
+    )
+
+
 def test_the_mirror_comes_from_the_machines_apt_sources(tmp_path):
     sources = tmp_path / "debian.sources"
     sources.write_text(
@@ -215,6 +228,19 @@ def test_a_docker_server_listens_on_loopback_and_is_labelled_with_the_run(pool, 
             env=env, capture_output=True, text=True, timeout=30, check=True,
         ).stdout  # fmt: skip
         assert shown.strip() == "127.0.0.1"
+        # The data directory is a host directory at the same path, as on a database host.
+        datadir = subprocess.run(
+            ["psql", "-X", "-At", "-c", "SHOW data_directory"],
+            env=env, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert Path(datadir).is_dir() and Path(datadir).parent == server.scratch, datadir
+        # pg_dump, pg_basebackup, pg_verifybackup...: the server's own major version.
+        for program in provider.VERSION_BOUND:
+            shown = subprocess.run(
+                [program, "--version"], env=env, capture_output=True, text=True, timeout=60,
+                check=True,
+            ).stdout  # fmt: skip
+            assert f"(PostgreSQL) {server.major[0]}." in shown, (program, shown, server.bindir)
     else:
         shown = subprocess.run(
             ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], "CONFIG", "GET", "bind"],

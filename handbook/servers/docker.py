@@ -16,6 +16,13 @@ listens on 127.0.0.1 on a free port, so every connection stays on loopback; on a
 engine (Docker Desktop, DOCKER_HOST=tcp://...) the server's port is published, on
 127.0.0.1 when the engine is local.
 
+Clients and files: psql is the newest local one, as for every server; the programs
+whose input or output follows the server's major (``VERSION_BOUND``: pg_dump,
+pg_basebackup, pg_verifybackup...) come from a local install of the same major, else
+from the server's own image (``docker run`` in a throwaway container). On the host's
+network the data directory is a host directory at the same path, so what a reader runs
+on a database host (``df`` on ``SHOW data_directory``) runs here too.
+
 Accounts: the containers get the same accounts as local servers, from the same set-up
 (``accounts.py``): conf/postgresql/roles.sql and conf/redis/users.acl, with passwords made
 up per server.
