@@ -159,11 +159,15 @@ def test_a_team_or_route_changed_in_conf_changes_the_page(tmp_path):
         ("```{alert-context} HighErrorRate\n- **Users:** failed saves.\n- **Noise:** low.\n"
          "- **Check first:** a deployment.\n```\n", "",
          "runbooks/high-error-rate.md:1: WARNING: runbook of HighErrorRate without its context"),
+        (":postgres: erpgo_monitor (investigation)", ":postgres: erpgo_monitor through the pooler",
+         "runbooks/high-error-rate.md:18: WARNING: :postgres: 'erpgo_monitor through the pooler' "
+         "is not a list of users: write 'user (what for), user (what for)'"),
         ("reviewed-by: backend", "reviewed-by: finance",
          "runbooks/high-error-rate.md:1: WARNING: reviewed-by: 'finance' is not a team of the "
          "alert rules"),
     ],
-    ids=["pg-user", "redis-user", "namespace", "datasource", "no-noise", "no-context", "team"],
+    ids=["pg-user", "redis-user", "namespace", "datasource", "no-noise", "no-context", "entries",
+         "team"],
 )  # fmt: skip
 def test_what_conf_does_not_have_is_a_warning_at_the_pages_line(tmp_path, old, new, warning):
     assert old in RUNBOOK

@@ -180,12 +180,20 @@ class AlertContextDirective(SphinxDirective):
         return found
 
 
-def _entries(value: str) -> list[tuple[str, str]]:
-    """``"erpgo_monitor (investigation), postgres (resolution)"`` -> [(user, purpose)]."""
-    return [
-        (user, purpose.strip())
-        for user, purpose in re.findall(r"([^\s,()]+)\s*(?:\(([^)]*)\))?", value)
-    ]
+ENTRY = re.compile(r"\s*(?P<user>[^\s,()]+)\s*(?:\((?P<purpose>[^)]*)\))?\s*(?:,|$)")
+
+
+def _entries(value: str) -> list[tuple[str, str]] | None:
+    """``"erpgo_monitor (investigation), postgres (resolution)"`` -> [(user, purpose)];
+    None when the value is not in that form."""
+    found, position = [], 0
+    while position < len(value):
+        match = ENTRY.match(value, position)
+        if not match or match.end() == position:
+            return None
+        found.append((match["user"], (match["purpose"] or "").strip()))
+        position = match.end()
+    return found
 
 
 def _role_purpose(conf: Path, role: str) -> str:
@@ -256,7 +264,17 @@ class AccessDirective(SphinxDirective):
             _warn("a second {access}: state the access a page needs once, at its top", where)
         items = nodes.bullet_list()
 
-        for user, purpose in _entries(self.options.get("postgres", "")):
+        entries = {}
+        for option in ("postgres", "redis"):
+            entries[option] = _entries(self.options.get(option, ""))
+            if entries[option] is None:
+                _warn(
+                    f":{option}: {self.options[option]!r} is not a list of users: write "
+                    "'user (what for), user (what for)'",
+                    where,
+                )
+                entries[option] = []
+        for user, purpose in entries["postgres"]:
             if user not in names.pg_roles:
                 _warn(
                     f"PostgreSQL role {user!r} is not in conf/postgresql/roles.sql or "
@@ -291,7 +309,7 @@ class AccessDirective(SphinxDirective):
             )
             items += nodes.list_item("", para)
 
-        for user, purpose in _entries(self.options.get("redis", "")):
+        for user, purpose in entries["redis"]:
             if user not in names.redis_users:
                 _warn(f"Redis user {user!r} is not in conf/redis/users.acl", where)
                 continue
