@@ -95,6 +95,12 @@ KNOWN: tuple[Tool, ...] = (
         r"\bopenssl\b",
     ),
     Tool(
+        "the meta-monitoring runbooks' commands",
+        "curl, jq",
+        "apt-get install curl jq",
+        r"\bcurl\b|\bjq\b",
+    ),
+    Tool(
         "the diagrams",
         "dot",
         "apt-get install graphviz, or pip install graphviz-pure",
