@@ -533,7 +533,9 @@ def start_pg(
         if isinstance(exc, ServerStartError) or not isinstance(exc, Exception):
             raise
         raise ServerStartError(f"Docker could not set up {image}: {exc}") from exc
+    note = f"psql from {client_bindir or 'PATH'}"
     if own_clients:
+        note += f"; {', '.join(VERSION_BOUND)} from {image}"
         client_bindir = _image_clients(image, client_bindir)
     common = {"PGHOST": host, "PGPORT": str(port), "PGDATABASE": "postgres"}
     logins = {user: accounts.pg_env(common, user, pw) for user, pw in passwords.items()}
@@ -548,8 +550,7 @@ def start_pg(
         admin_env=admin,
         monitor_env=logins[accounts.MONITOR],
         accounts={accounts.PG_SUPERUSER: admin, **logins},
-        client_note=f"psql from {client_bindir or 'PATH'}"
-        + (f"; {', '.join(VERSION_BOUND)} from {image}" if own_clients else ""),
+        client_note=note,
         _stop=lambda: (_remove(container, datadir), cleanup.unregister(token)),
         features=frozenset({PG_STAT_STATEMENTS}),
         scratch=datadir,
