@@ -234,7 +234,10 @@ class SnippetItem(SnippetTestItem):
         one environment holds every server's connection variables, whatever the kind."""
         databases: Databases = self.config.stash[DATABASES]
         pool: ServerPool = self.config.stash[POOL]
-        with databases.for_shell(servers, self.snippet.read_only, pool, self.snippet.user) as env:
+        snippet = self.snippet
+        with databases.for_shell(
+            servers, snippet.read_only, pool, snippet.user, snippet.via
+        ) as env:
             return runners.run(self.snippet, Target.on(servers, env))
 
     def _compare_output(self, outcome: Outcome) -> Outcome:

@@ -27,13 +27,8 @@ HARNESS = [
     ROOT / "handbook" / "drills",
     ROOT / "handbook" / "pytest_plugin.py",
 ]
-# Known exceptions, each with its reason (file, text on the line).
-EXCEPTIONS = {
-    ("handbook/drills/recovery.py", '"ACL", "SETUSER", "default"'): "the Sentinel drill's "
-    "replica (drills, being split into sentinel.py): to use erpgo_replica and erpgo_sentinel",
-    ("handbook/drills/sentinel.py", '"ACL", "SETUSER", "default"'): "the Sentinel drill's "
-    "replica: to use users.acl's erpgo_replica and erpgo_sentinel instead",
-}
+# Known exceptions, each with its reason: (file, text on the line) -> why.
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 GRANTING = re.compile(
     r"CREATE (ROLE|USER)\b|\bGRANT\s+\w|\bREVOKE\s+\w|ALTER DEFAULT PRIVILEGES|"
     r"ACL\W+SETUSER|[\"']user \w+ on\b|\bpg_read_all_data\b|\bpg_monitor\b",

@@ -193,12 +193,13 @@ def test_pg_starts_as_its_label_says(pool, label):
     reported = ok(psql(server, "SHOW server_version")).split()[0]
     assert reported == server.version and server.base_label == label
     assert ok(psql(server, "SHOW listen_addresses")) == "127.0.0.1"
-    methods = ok(psql(server, "SELECT DISTINCT auth_method FROM pg_hba_file_rules"))
-    assert methods.split() == ["scram-sha-256"]
+    # Production's pg_hba.conf: peer for postgres on the socket, SCRAM, reject.
+    methods = ok(psql(server, "SELECT DISTINCT auth_method FROM pg_hba_file_rules ORDER BY 1"))
+    assert methods.split() == ["peer", "reject", "scram-sha-256"]
     assert server.admin_env["PGHOST"] == "127.0.0.1"
-    # The Unix socket in the temp dir works too.
+    # The Unix socket in the temp dir works too, with a password (peer is for the OS
+    # user postgres alone).
     socket_env = {"PGHOST": str(server.socket)}
-    assert ok(psql(server, "SELECT current_user", **socket_env)) == "postgres"
     assert ok(psql(server, "SELECT current_user", "monitor", **socket_env)) == "erpgo_monitor"
 
 
@@ -307,19 +308,28 @@ def test_pg_stat_statements_when_shipped(pool, label):
 
 
 @pytest.mark.parametrize("label", PG_LABELS)
-def test_pg_private_server_takes_settings_and_goes_away(pool, label):
-    settings = {"max_connections": "20", "idle_in_transaction_session_timeout": "2s"}
+def test_pg_private_server_takes_declared_settings_and_goes_away(pool, label):
+    settings = {"max_connections": "20", "deadlock_timeout": "100ms"}
     server = pool.start_private(label, settings=settings)
     try:
         assert server.port != pool.get(label).port
-        shown = ok(psql(server, "SHOW max_connections; SHOW idle_in_transaction_session_timeout"))
-        assert shown.split() == ["20", "2s"]
+        shown = ok(psql(server, "SHOW max_connections; SHOW deadlock_timeout"))
+        assert shown.split() == ["20", "100ms"]
+        # Everything else is conf/postgresql/postgresql.conf's.
+        kept = ok(psql(server, "SHOW idle_in_transaction_session_timeout"))
+        assert kept == "1min"
     finally:
         server.stop()
     gone(server)
     server.stop()  # twice is fine
     with pytest.raises(ServerConfigError, match="port"):
         pool.start_private(label, settings={"port": "5432"})
+    # A setting no drill declared (production.DRILL_SETTINGS) is refused, naming the place.
+    with pytest.raises(ServerConfigError, match=r"production\.py DRILL_SETTINGS\['pg'\]"):
+        pool.start_private(label, settings={"idle_in_transaction_session_timeout": "2s"})
+    # The file's own value is always accepted.
+    same = pool.start_private(label, settings={"idle_in_transaction_session_timeout": "60s"})
+    same.stop()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the service account")
@@ -423,20 +433,30 @@ def test_every_redis_client_speaks_to_every_redis_server(pool):
 
 
 @pytest.mark.parametrize("label", REDIS_LABELS)
-def test_redis_private_server_takes_settings_and_goes_away(pool, label):
+def test_redis_private_server_takes_declared_settings_and_goes_away(pool, label):
     server = pool.start_private(
-        label, settings={"maxmemory": "10mb", "maxmemory-policy": "allkeys-lru"}
+        label, settings={"maxmemory": "10mb", "maxmemory-policy": "volatile-lru"}
     )
     try:
         assert ok(cli(server, "CONFIG", "GET", "maxmemory")).split() == ["maxmemory", "10485760"]
         policy = ok(cli(server, "CONFIG", "GET", "maxmemory-policy")).split()
-        assert policy == ["maxmemory-policy", "allkeys-lru"]
-        assert ok(cli(server, "CONFIG", "GET", "save")).split() == ["save"]
+        assert policy == ["maxmemory-policy", "volatile-lru"]
+        # Everything else is conf/redis/redis.conf's: persistence, the renamed commands.
+        save = ok(cli(server, "CONFIG", "GET", "save")).split()
+        assert save == ["save", "3600", "1", "300", "100", "60", "10000"]
+        assert "unknown command" in ok(cli(server, "KEYS", "*"))
     finally:
         server.stop()
     gone(server)
     with pytest.raises(ServerConfigError, match="port"):
         pool.start_private(label, settings={"port": "6379"})
+    with pytest.raises(ServerConfigError, match=r"production\.py DRILL_SETTINGS\['redis'\]"):
+        pool.start_private(label, settings={"hz": "100"})
+    kept = pool.start_private(label, settings={"rename-command": "keep"})
+    try:
+        assert "unknown command" not in ok(cli(kept, "KEYS", "*"))
+    finally:
+        kept.stop()
 
 
 # -- start failures: skip outside CI, fail in CI ---------------------------------------

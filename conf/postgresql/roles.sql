@@ -19,7 +19,7 @@ DECLARE
 BEGIN
     FOREACH role_name IN ARRAY ARRAY[
         'erpgo_app', 'erpgo_app_blue', 'erpgo_app_green', 'erpgo_migrate', 'erpgo_readonly',
-        'erpgo_monitor', 'postgres_exporter', 'replicator'
+        'erpgo_monitor', 'postgres_exporter', 'replicator', 'pgbouncer_auth'
     ] LOOP
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
@@ -88,3 +88,26 @@ ALTER ROLE postgres_exporter SET statement_timeout = '10s';
 -- The streaming replica and base backups (pg_basebackup): the replication protocol only.
 ALTER ROLE replicator LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
 -- [end:accounts]
+
+-- [start:pgbouncer]
+-- PgBouncer (conf/pgbouncer/pgbouncer.ini) checks a client's password against the SCRAM
+-- verifier PostgreSQL stores, which it reads as pgbouncer_auth through this function: it
+-- answers for ERPGo's login roles (members of erpgo_app) only, so the pooler can neither
+-- read other verifiers nor log in as anyone else.
+ALTER ROLE pgbouncer_auth LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+CREATE SCHEMA IF NOT EXISTS pgbouncer;
+CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename text)
+    RETURNS TABLE (usename name, passwd text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $get_auth$
+    SELECT s.usename, s.passwd
+      FROM pg_shadow AS s
+     WHERE s.usename = p_usename
+       AND pg_has_role(s.usesysid, 'erpgo_app', 'MEMBER')
+       AND s.usename <> 'erpgo_app'
+$get_auth$;
+REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgbouncer TO pgbouncer_auth;
+GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgbouncer_auth;
+-- [end:pgbouncer]

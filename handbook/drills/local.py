@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 
-from handbook.drills.common import DrillError, require, run
+from handbook.drills.common import DrillError, require, run, snippet
 from handbook.runners import Outcome
 from handbook.servers import cleanup, scratch
 from handbook.servers.base import Server, ServerUnavailable
@@ -48,7 +48,9 @@ def crash(server: Server) -> None:
 def run_owned(owner: LocalPostgres, name: str, server: Server, **extra: str) -> Outcome:
     """Run the shell snippet ``name`` as the account that owns ``owner``'s data directory,
     with the server programs on PATH, PG* pointing at ``server`` and ``extra`` set."""
-    env = owner.owner_env() | server.admin_env | extra
+    user = snippet(name).user  # as its page says (a replication role for pg_basebackup)
+    login = server.accounts.get(user, server.admin_env) if user else server.admin_env
+    env = owner.owner_env() | server.admin_env | login | extra
     return run(name, server, env, account=owner.account, timeout=OWNED_TIMEOUT)
 
 

@@ -71,6 +71,7 @@ class Sentinel:
             f"port {self.port}\nbind {HOST}\ndaemonize no\ndir {self.root}\n"
             f'logfile "{self.root / "sentinel.log"}"\n'
             f"sentinel monitor {MASTER_NAME} {HOST} {master.port} {quorum}\n"
+            f"sentinel auth-user {MASTER_NAME} erpgo_sentinel\n"
             f"sentinel auth-pass {MASTER_NAME} {password}\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
@@ -132,15 +133,14 @@ def sentinels(binary: Path, master: Server, password: str) -> Iterator[list[Sent
 def sentinel_failover(pool: ServerPool, label: str) -> SentinelFailover:
     """Kill a Redis master watched by three sentinels; the replica must take over."""
     master = pool.start_private(label)
-    replica = pool.start_private(label)
+    # One deployment's passwords: redis.conf's masteruser/masterauth (erpgo_replica) and
+    # the sentinels' erpgo_sentinel log in to either server (conf/redis/users.acl).
+    replica = pool.start_private(label, same_passwords_as=master)
     try:
         if not isinstance(master.handle, LocalRedis) or not isinstance(replica.handle, LocalRedis):
             raise ServerUnavailable(f"{label}: the Sentinel drill needs local Redis binaries")
-        password = master.handle.password
+        password = master.account("erpgo_sentinel")["REDISCLI_AUTH"]
         old, new = redis_client(master), redis_client(replica)
-        # One password reaches both (Sentinel sends the same auth-pass to every server).
-        new.execute_command("ACL", "SETUSER", "default", f">{password}")
-        new.config_set("masterauth", password)
         new.replicaof(HOST, master.port)
         wait_for(
             lambda: new.info("replication").get("master_link_status") == "up",

@@ -148,9 +148,13 @@ def _arguments(
     env = server.env("monitor")
     listen = f"{HOST}:{port}"
     if name == "postgres_exporter":
+        # Production's exporter role (conf/postgresql/roles.sql), over TLS where the build has it.
+        env = server.env(name if name in server.accounts else "monitor")
         user, password = quote(env["PGUSER"], safe=""), quote(env["PGPASSWORD"], safe="")
         dsn = f"postgresql://{user}:{password}@{env['PGHOST']}:{env['PGPORT']}/postgres"
-        env["DATA_SOURCE_NAME"] = f"{dsn}?sslmode=disable"
+        env["DATA_SOURCE_NAME"] = (
+            f"{dsn}?sslmode={'require' if 'ssl' in server.features else 'disable'}"
+        )
         flags, notes = [f"--web.listen-address={listen}"], []
         if workaround and server.major[0] >= BGWRITER_BROKEN_FROM:
             flags.append("--no-collector.bgwriter")

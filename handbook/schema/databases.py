@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 
 from handbook.paths import rel
 from handbook.schema import migrations, seed
-from handbook.servers import accounts
+from handbook.servers import accounts, pgbouncer
 from handbook.servers.base import Server, ServerConfigError
 from handbook.servers.pool import ServerPool
 
@@ -61,13 +61,14 @@ def grants(server: Server, database: str) -> None:
 
 class Databases:
     def __init__(self) -> None:
-        self._ready: set[str] = set()
-        self._lock = threading.Lock()
+        self._ready: set[tuple[str, int | None]] = set()  # (label, port): private too
+        self._lock = threading.RLock()
+        self._poolers: dict[tuple, pgbouncer.LocalPgBouncer] = {}
 
     def ensure(self, server: Server) -> None:
         """Build the template and the shared database on this server, once."""
         with self._lock:
-            if server.label in self._ready or server.read_only:
+            if (server.label, server.port) in self._ready or server.read_only:
                 return
             psql(server, f"CREATE DATABASE {TEMPLATE}")
             # As production: roles.sql in the ERPGo database, then the deployment's migration
@@ -78,27 +79,41 @@ class Databases:
             migrations.apply(owner, migrations.discover())
             seed.seed(server.env("admin") | {"PGDATABASE": TEMPLATE})
             psql(server, f"CREATE DATABASE {SHARED} TEMPLATE {TEMPLATE}")
-            self._ready.add(server.label)
+            self._ready.add((server.label, server.port))
 
     @contextmanager
     def for_snippet(
-        self, server: Server, read_only: bool, user: str | None = None
+        self, server: Server, read_only: bool, user: str | None = None, via: str | None = None
     ) -> Iterator[dict[str, str]]:
-        """The PG* environment of the database a SQL snippet runs in, as ``user``."""
+        """The PG* environment of the database a SQL snippet runs in, as ``user``; with
+        ``via="pgbouncer"``, through a pooler booted from conf/pgbouncer in front of it."""
         user = run_as(server, read_only, user)
         if server.read_only:
             yield server.env("monitor")
             return
         self.ensure(server)
         if read_only:
-            yield server.env(user) | {"PGDATABASE": SHARED}
+            env = server.env(user) | {"PGDATABASE": SHARED}
+            yield env | (self.pooler(server, SHARED).env(user) if via else {})
             return
         name = f"snippet_{uuid.uuid4().hex[:12]}"
         psql(server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        pooler = pgbouncer.LocalPgBouncer(server, name).start() if via else None
         try:
-            yield server.env(user) | {"PGDATABASE": name}
+            env = server.env(user) | {"PGDATABASE": name}
+            yield env | (pooler.env(user) if pooler else {})
         finally:
+            if pooler:
+                pooler.stop()
             psql(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def pooler(self, server: Server, database: str) -> pgbouncer.LocalPgBouncer:
+        """The shared pooler in front of ``database`` (started once; stopped at exit)."""
+        with self._lock:
+            key = (server.label, server.port, database)
+            if key not in self._poolers:
+                self._poolers[key] = pgbouncer.LocalPgBouncer(server, database).start()
+            return self._poolers[key]
 
     @contextmanager
     def for_redis(
@@ -117,11 +132,17 @@ class Databases:
 
     @contextmanager
     def for_shell(
-        self, servers: list[Server], read_only: bool, pool: ServerPool, user: str | None = None
+        self,
+        servers: list[Server],
+        read_only: bool,
+        pool: ServerPool,
+        user: str | None = None,
+        via: str | None = None,
     ) -> Iterator[dict[str, str]]:
         """One environment with the PG* and REDIS_URL/REDISCLI_* of each server it needs.
 
-        ``user``: the snippet's ``user:`` header (one user, or ``pg=..., redis=...``).
+        ``user``: the snippet's ``user:`` header (one user, or ``pg=..., redis=...``);
+        ``via``: its ``via:`` header (``pgbouncer``: PG* lead to a pooler).
         """
         chosen = accounts.users_for([s.kind for s in servers], user) if user else {}
         with ExitStack() as stack:
@@ -129,7 +150,7 @@ class Databases:
             bindirs = []
             for server in servers:
                 if server.kind == "pg":
-                    part = self.for_snippet(server, read_only, chosen.get("pg"))
+                    part = self.for_snippet(server, read_only, chosen.get("pg"), via)
                     env |= stack.enter_context(part)
                 else:
                     part = self.for_redis(server, read_only, pool, chosen.get("redis"))

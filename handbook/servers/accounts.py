@@ -253,6 +253,11 @@ def redis_user_passwords(secrets_: Mapping[str, str], path: Path = USERS_ACL) ->
 
 def redis_acl(secrets_: Mapping[str, str], path: Path = USERS_ACL) -> str:
     """users.acl with its placeholders filled in (what envsubst does at deploy time)."""
+    return render(path, secrets_)
+
+
+def render(path: Path, secrets_: Mapping[str, str]) -> str:
+    """A conf/ template with its ``${NAME}`` placeholders filled in, as envsubst does."""
     text = path.read_text(encoding="utf-8")
     for number, line in enumerate(text.splitlines(), 1):
         for name in PLACEHOLDER.findall(line):

@@ -234,9 +234,11 @@ class ServerPool:
 
     # -- servers -----------------------------------------------------------------
 
-    def _start(self, cand: Candidate, settings: Mapping[str, str] | None) -> Server:
+    def _start(
+        self, cand: Candidate, settings: Mapping[str, str] | None, **options: object
+    ) -> Server:
         try:
-            server = cand.start(settings)
+            server = cand.start(settings, **options) if options else cand.start(settings)
         except ServerStartError as exc:
             if self.ci:
                 raise ServerStartError(
@@ -265,19 +267,38 @@ class ServerPool:
             self._running[label] = server
             return server
 
-    def start_private(self, label: str, settings: Mapping[str, str] | None = None) -> Server:
+    def start_private(
+        self,
+        label: str,
+        settings: Mapping[str, str] | None = None,
+        *,
+        same_passwords_as: Server | None = None,
+    ) -> Server:
         """A new dedicated server of ``label``'s install (for a drill); the caller stops it.
 
-        ``settings`` are server settings (PostgreSQL GUCs, Redis config directives).
+        ``settings`` are server settings (PostgreSQL GUCs, Redis config directives) that
+        differ from conf/'s files: ``production.DRILL_SETTINGS`` lists those a drill may
+        change, with the reason. ``same_passwords_as``: a local Redis whose passwords
+        this one shares, as the servers of one production deployment do (a replica and
+        its master: ``masterauth`` and the sentinels' password work on both).
         External servers cannot be started: ``ServerUnavailable``.
         """
         cand = self.candidate(label)
+        options: dict[str, object] = {}
+        if same_passwords_as is not None:
+            shared = getattr(same_passwords_as.handle, "secrets", None)
+            if cand.provider != "local" or cand.kind != "redis" or shared is None:
+                raise ServerUnavailable(
+                    f"{label}: only two local Redis servers can share passwords "
+                    f"({same_passwords_as.label} and {label} here)"
+                )
+            options["secrets"] = shared
         if cand.provider == "external":
             raise ServerUnavailable(
                 f"{label} is an external server ({cand.origin}): it cannot be started for a "
                 "drill; drills need a local or Docker server"
             )
-        server = self._start(cand, settings)
+        server = self._start(cand, settings, **options)
         with self._lock:
             self._private.append(server)
         return server

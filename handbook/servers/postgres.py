@@ -12,17 +12,19 @@ exist at pytest collection time.
 
 initdb runs once per install and process (a template, removed at exit); each server
 gets a copy of it in a fresh temp dir (data dir, log, Unix socket) and is started with
-``pg_ctl start -w``. It listens on a free port on 127.0.0.1 and on that socket, uses
-scram-sha-256 with passwords made up for each server (never logged: roles get SCRAM
-verifiers), runs with ``fsync=off`` (throwaway data; ``settings`` can override),
-preloads pg_stat_statements when the install ships it (then also creates the extension
-in ``postgres`` and ``template1`` and resets its statistics), and has production's roles:
-``conf/postgresql/roles.sql`` run in ``template1`` and ``postgres`` (``accounts.py``),
-each LOGIN role with a password made up for the server (``Server.accounts``); the
-monitoring role is roles.sql's ``erpgo_monitor``, bounded by its own settings. As root,
-the server runs as an unprivileged account (see ``account.py``); when that account
-cannot read the install (a venv under /root), the install is copied once per process
-into a temp dir it can read.
+``pg_ctl start -w``. It runs as production does (``production.py``): its
+``postgresql.conf`` is a boot copy of ``conf/postgresql/postgresql.conf`` in which only the
+listed overrides differ (127.0.0.1 and a free port, the socket in the temp dir, a
+certificate made for it, WAL archived into the temp dir, memory and disk sizes of a test
+machine), plus ``fsync = off`` for its throwaway data; its ``pg_hba.conf`` is production's
+(``hostssl`` rules become ``host`` on a build without SSL). Drills ask for other values
+through ``settings``, which ``production.DRILL_SETTINGS`` must list with a reason. It has
+production's roles: ``conf/postgresql/roles.sql`` run in ``postgres``
+(``accounts.py``), each LOGIN role with a password made up for the server
+(``Server.accounts``); the monitoring role is roles.sql's ``erpgo_monitor``, bounded by
+its own settings. As root, the server runs as an unprivileged account (see
+``account.py``); when that account cannot read the install (a venv under /root), the
+install is copied once per process into a temp dir it can read.
 
 Stopping: ``pg_ctl stop -m fast``, then ``-m immediate``, then SIGKILL; then the temp
 dir goes. ``Server.handle`` (a ``LocalPostgres``) gives drills ``owner_run()`` to run
@@ -48,7 +50,7 @@ from pathlib import Path
 
 from handbook.paths import rel
 
-from . import accounts, cleanup, scratch
+from . import accounts, cleanup, production, scratch
 from .account import Account, service_account
 from .accounts import scram_verifier
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
@@ -63,9 +65,12 @@ MONITOR_OPTIONS = " ".join(
     f"-c {k}={v}" for k, v in accounts.pg_roles()[accounts.MONITOR].settings.items()
 )
 PG_STAT_STATEMENTS = "pg_stat_statements"
-# Throwaway servers: durability buys nothing and costs start and test time.
-DEFAULT_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# Throwaway servers: durability buys nothing and costs start and test time (the Docker
+# provider's containers get the same).
+DEFAULT_SETTINGS = {"fsync": "off"}
 MANAGED_SETTINGS = ("port", "listen_addresses", "unix_socket_directories")
+# Set by the provider from production.PG_OVERRIDES; a drill may not (unless DRILL_SETTINGS).
+PROVIDED = tuple(k for k in production.PG_OVERRIDES if k not in production.DRILL_SETTINGS["pg"])
 START_TIMEOUT = 60
 PORT_ATTEMPTS = 3
 
@@ -317,17 +322,11 @@ def _account_can_use_copy(runtime: _Runtime, account: Account) -> bool:
 class _Template:
     datadir: Path
     password: str  # the superuser's until a server built from it sets its own
+    tls: bool  # the build has SSL support
 
 
 _templates: dict[Path, _Template] = {}
 _templates_lock = threading.Lock()
-HBA = (
-    "# written by handbook.servers: passwords only, local socket and 127.0.0.1 only\n"
-    "local all all scram-sha-256\n"
-    "host all all 127.0.0.1/32 scram-sha-256\n"
-    "local replication all scram-sha-256\n"
-    "host replication all 127.0.0.1/32 scram-sha-256\n"
-)
 
 
 def _owner_env(runtime: _Runtime, home: Path) -> dict[str, str]:
@@ -371,24 +370,17 @@ def template_for(install: PgInstall, account: Account, runtime: _Runtime) -> _Te
                 f"PostgreSQL {install.version} from {install.bindir}: initdb failed:\n"
                 + "\n".join("    " + line for line in detail.splitlines()[-15:])
             )
-        (root / "data" / "pg_hba.conf").write_text(HBA)
-        with (root / "data" / "postgresql.conf").open("a") as conf:
-            conf.write("\ninclude 'handbook.conf'\n")
-        _templates[key] = _Template(root / "data", password)
+        # Whether this build has SSL (production's ssl = on needs it): asked of the build.
+        shown = account.run(
+            [runtime.bindir / "postgres", "-D", root / "data", "-C", "ssl_library"],
+            env=_owner_env(runtime, root), cwd=root, timeout=60,
+        )  # fmt: skip
+        _templates[key] = _Template(root / "data", password, bool(shown.stdout.strip()))
         return _templates[key]
 
 
 # ---------------------------------------------------------------------------
 # One running server
-
-
-def _conf_value(key: str, value: object) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
-        raise ServerConfigError(f"PostgreSQL setting name {key!r} is not a valid name")
-    text = str(value)
-    if "\n" in text or "\0" in text:
-        raise ServerConfigError(f"PostgreSQL setting {key}: the value may not hold a newline")
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 class LocalPostgres:
@@ -400,14 +392,20 @@ class LocalPostgres:
 
     def __init__(self, install: PgInstall, settings: Mapping[str, str] | None = None) -> None:
         self.install = install
-        self.settings = dict(settings or {})
-        managed = sorted(set(self.settings) & set(MANAGED_SETTINGS))
+        self.settings = {k.lower(): str(v) for k, v in (settings or {}).items()}
+        for key in self.settings:
+            if not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
+                raise ServerConfigError(f"PostgreSQL setting name {key!r} is not a valid name")
+        managed = sorted(set(self.settings) & set(PROVIDED))
         if managed:
             raise ServerConfigError(
                 f"PostgreSQL setting(s) {', '.join(managed)} are chosen by the provider "
-                "(127.0.0.1, a free port, a socket in the temp dir); leave them out"
+                f"(127.0.0.1, a free port, a socket in the temp dir: {production.HERE} "
+                "PG_OVERRIDES); leave them out"
             )
-        self.lines = [f"{k} = {_conf_value(k, v)}" for k, v in self._all_settings().items()]
+        self.file_settings = production.parse(production.PG_CONF)
+        file_values = {s.key: s.value for s in self.file_settings}
+        production.check_drill_settings("pg", self.settings, file_values)
         self.account: Account | None = None
         self.runtime: _Runtime | None = None
         self.scratch: Path | None = None
@@ -419,18 +417,12 @@ class LocalPostgres:
         self._token: int | None = None
         self._starting = False
 
-    def _all_settings(self) -> dict[str, str]:
-        merged = dict(DEFAULT_SETTINGS)
-        if PG_STAT_STATEMENTS in self.install.features:
-            merged["shared_preload_libraries"] = PG_STAT_STATEMENTS
-        merged.update(self.settings)
-        return merged
-
     @property
     def features(self) -> frozenset[str]:
-        preload = self._all_settings().get("shared_preload_libraries", "")
-        preloaded = PG_STAT_STATEMENTS in [p.strip() for p in preload.split(",")]
-        return self.install.features if preloaded else frozenset()
+        """postgresql.conf preloads pg_stat_statements: the install's features, as shipped;
+        ``ssl`` when the build has it (postgresql.conf turns TLS on: clients may require it)."""
+        tls = self.template is not None and self.template.tls
+        return self.install.features | ({"ssl"} if tls else set())
 
     @property
     def datadir(self) -> Path:
@@ -502,18 +494,49 @@ class LocalPostgres:
             self._fail("copying the template data dir failed", result)
 
     def _write_conf(self, port: int) -> None:
-        assert self.scratch is not None and self.account is not None
-        lines = [
-            "# written by handbook.servers",
-            f"listen_addresses = '{HOST}'",
-            f"port = {port}",
-            f"unix_socket_directories = {_conf_value('unix_socket_directories', self.scratch)}",
-            "unix_socket_permissions = 0700",
-            "password_encryption = 'scram-sha-256'",
-            *self.lines,
-        ]
-        conf = self.datadir / "handbook.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        """The boot copy of conf/postgresql/postgresql.conf, production's pg_hba.conf, a
+        certificate and the WAL archive, all in the temp dir (production.py)."""
+        assert self.scratch is not None and self.account is not None and self.template
+        tls = self.template.tls
+        hba, archive, tls_dir = (
+            self.scratch / "pg_hba.conf",
+            self.scratch / "wal-archive",
+            self.scratch / "tls",
+        )
+        if not archive.exists():
+            archive.mkdir()
+            tls_dir.mkdir()
+            hba.write_text(production.pg_hba_text(tls))
+            crt, key = production.make_certificate(tls_dir)
+            self.account.own(hba, archive, tls_dir, crt, key)
+        values = {
+            **production.PG_TEST_VALUES,
+            "port": str(port),
+            "unix_socket_directories": str(self.scratch),
+            "hba_file": str(hba),
+            "ssl_cert_file": str(tls_dir / "server.crt"),
+            "ssl_key_file": str(tls_dir / "server.key"),
+            "archive_command": f"test ! -f {archive}/%f && cp %p {archive}/%f",
+        }
+        if not tls:
+            values["ssl"] = "off"
+        if PG_STAT_STATEMENTS not in self.install.features:
+            values["shared_preload_libraries"] = ""
+        file_keys = {s.key for s in self.file_settings}
+        values.update({k: v for k, v in self.settings.items() if k in file_keys})
+        added = {
+            **DEFAULT_SETTINGS,
+            **{k: v for k, v in self.settings.items() if k not in file_keys},
+        }
+        text = production.pg_boot_text(
+            self.file_settings,
+            production.PG_CONF.read_text(encoding="utf-8"),
+            values,
+            self.install.major,
+            added,
+        )
+        conf = self.datadir / "postgresql.conf"
+        conf.write_text(text)
         self.account.own(conf)
 
     def _start_postmaster(self) -> None:

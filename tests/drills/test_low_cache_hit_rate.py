@@ -175,7 +175,9 @@ def test_warming_refuses_to_hide_errors(request, pg_server, redis_server):
     databases = request.config.stash[pytest_plugin.DATABASES]
     pool = request.config.stash[pytest_plugin.POOL]
     with databases.for_snippet(pg_server, read_only=False) as pg_env:
-        redis = pool.start_private(redis_server.label, {"maxmemory": "2mb"})
+        # noeviction: a full Redis that refuses writes (production's allkeys-lru would evict).
+        full = {"maxmemory": "2mb", "maxmemory-policy": "noeviction"}
+        redis = pool.start_private(redis_server.label, full)
         try:
             assert cache.run_export_job(redis, size=1024) > 0
             outcome = common.run(WARM, [pg_server, redis], common.shell_env(pg_env, redis))

@@ -1,14 +1,17 @@
 # Log in for real and name why it fails: server down, login refused, server full, no such database
 # page: runbooks/database-connectivity.md
 # needs: pg
-# user: erpgo_monitor
+# mode: writes
+# via: pgbouncer
+# user: erpgo_app_blue
 set -euo pipefail
 # Uses PGHOST, PGPORT, PGUSER, PGDATABASE and the password from ~/.pgpass or
-# PGPASSWORD, exactly as the application's settings would. Exit codes: 0 connected,
-# 2 server down or unreachable, 3 login refused (credentials, pg_hba.conf, TLS),
-# 4 server full (max_connections), 5 starting up, shutting down or recovering,
-# 6 no such database, 1 anything else.
-# The patterns are the English server messages (lc_messages 'C' or 'en_US').
+# PGPASSWORD, exactly as the application's settings would (through PgBouncer:
+# PGHOST=postgres-pooler...). Exit codes: 0 connected, 2 server down or unreachable (or
+# PgBouncer cannot log in to it), 3 login refused (credentials, pg_hba.conf, TLS),
+# 4 server or pool full (max_connections, PgBouncer's queue), 5 starting up, shutting
+# down or recovering, 6 no such database, 1 anything else.
+# The patterns are the English server and PgBouncer messages (lc_messages 'C' or 'en_US').
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-5}"
 if out=$(psql -X -At -v ON_ERROR_STOP=1 \
     -c "SELECT 'connected to ' || current_database() || ' as ' || current_user || ', PostgreSQL ' || current_setting('server_version')" 2>&1); then
@@ -17,6 +20,12 @@ if out=$(psql -X -At -v ON_ERROR_STOP=1 \
 fi
 echo "$out"
 case "$out" in
+*"server login has been failing"* | *"pgbouncer cannot connect to server"*)
+    echo "verdict: PgBouncer cannot reach PostgreSQL: the pooler is up; check the database host (readiness check against it) and pgbouncer_auth in pg_hba.conf"
+    exit 2 ;;
+*"query_wait_timeout"* | *"no more connections allowed (max_client_conn)"*)
+    echo "verdict: PgBouncer full: clients waited for a server connection in vain (see the connection pool exhaustion runbook), or PostgreSQL stopped answering the pooler"
+    exit 4 ;;
 *"too many clients already"* | *"remaining connection slots are reserved"*)
     # PostgreSQL 15 says "...reserved for non-replication superuser connections",
     # 16 and later "...reserved for roles with the SUPERUSER attribute".

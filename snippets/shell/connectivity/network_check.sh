@@ -1,7 +1,9 @@
 # Can this host reach the database? Name resolution, then a TCP connect (or the Unix socket file)
 # page: runbooks/database-connectivity.md
 # needs: pg
-# user: erpgo_monitor
+# mode: writes
+# via: pgbouncer
+# user: erpgo_app_blue
 set -euo pipefail
 # Run it where the failing client runs (an API pod, the exporter's host). Exit codes:
 # 0 reachable, 2 nothing listens or a firewall drops it, 3 the name does not resolve.

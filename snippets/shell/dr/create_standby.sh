@@ -2,6 +2,7 @@
 # page: architecture/disaster-recovery.md
 # lint-only: it starts a PostgreSQL server, which refuses root, the user the snippet tests run as; tests/drills/test_disaster_recovery.py runs it as the postgres user on throwaway servers
 # verified-by: tests/drills/test_disaster_recovery.py, handbook/drills/promotion.py
+# user: replicator
 set -euo pipefail
 # PG* variables: the primary (a role with REPLICATION); STANDBY_PGDATA: a new directory;
 # STANDBY_NAME: the application_name synchronous_standby_names refers to; STANDBY_PORT.

@@ -2,6 +2,7 @@
 # page: architecture/disaster-recovery.md
 # lint-only: it starts a PostgreSQL server, which refuses root, the user the snippet tests run as; tests/drills/test_disaster_recovery.py runs it as the postgres user on throwaway servers
 # verified-by: tests/drills/test_disaster_recovery.py, handbook/drills/backup.py
+# user: postgres
 set -euo pipefail
 # PGDATA: the new (absent) data directory; BACKUP_DIR: a plain-format base backup;
 # WAL_ARCHIVE: the directory archive_command copies WAL into; PGPORT: where to start it.

@@ -2,6 +2,7 @@
 # page: architecture/disaster-recovery.md
 # lint-only: it starts a PostgreSQL server, which refuses root, the user the snippet tests run as; tests/drills/test_disaster_recovery.py runs it as the postgres user on throwaway servers
 # verified-by: tests/drills/test_disaster_recovery.py, handbook/drills/backup.py
+# user: postgres
 set -euo pipefail
 # BACKUP_DIR: a plain-format base backup; SCRATCH_PGDATA: a new directory for the copy;
 # PGPORT: a free port for the scratch server (it listens on no network address).
