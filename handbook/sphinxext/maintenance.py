@@ -207,12 +207,13 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         elif not outcomes:
             verified = f"{count}, no test run recorded"
         else:
-            failed = outcomes.count("failed")
-            verified = (
-                f"{count}: {outcomes.count('passed')} of {len(outcomes)} runs passed"
-                + (f", {failed} FAILED" if failed else "")
-                + f" (run of {data.get('generated', '?')})"
-            )
+            tally = {kind: outcomes.count(kind) for kind in dict.fromkeys(outcomes)}
+            passed = tally.pop("passed", 0)
+            parts = [f"{passed} run{'' if passed == 1 else 's'} passed"]
+            if "failed" in tally:
+                parts.append(f"{tally.pop('failed')} FAILED")
+            parts += [f"{n} {kind}" for kind, n in tally.items()]
+            verified = f"{count}: {', '.join(parts)} (run of {data.get('generated', '?')})"
         used = [str(i["id"]) for i in incidents if page in (i.get("runbooks") or [])]
         row = nodes.row()
         for content in (
