@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from handbook.paths import rel
 from handbook.schema import migrations, seed
@@ -158,7 +160,31 @@ class Databases:
                 if server.bindir:  # a private server runs from the same install
                     bindirs.append(str(server.bindir))
             env["PATH"] = os.pathsep.join([*bindirs, os.environ.get("PATH", os.defpath)])
-            yield env
+            yield as_readers_set_it(env, stack.enter_context(tempfile.TemporaryDirectory()))
+
+
+# The variables a page tells the reader to set, in that form (the {access} list at the top
+# of each page): PGHOST, PGPORT, PGUSER, PGDATABASE with the password in a pgpass file,
+# and REDIS_URL=redis://<user>:<password>@<host>:<port>/0 (redis-cli reads a URL without
+# the password as if the user name were the password).
+READER_FORM = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSFILE", "REDIS_URL")
+
+
+def as_readers_set_it(env: dict[str, str], directory: str) -> dict[str, str]:
+    """``env`` as a reader sets it: the PostgreSQL password moved into a pgpass file in
+    ``directory`` (PGPASSFILE, what ~/.pgpass is), REDISCLI_AUTH left out (the password
+    is in REDIS_URL)."""
+    env = dict(env)
+    password = env.pop("PGPASSWORD", None)
+    if password is not None:
+        pgpass = Path(directory) / "pgpass"
+        fields = [env.get(k, "*") for k in ("PGHOST", "PGPORT")] + ["*", env["PGUSER"], password]
+        escaped = [f.replace("\\", "\\\\").replace(":", "\\:") for f in fields]
+        pgpass.write_text(":".join(escaped) + "\n")
+        pgpass.chmod(0o600)
+        env["PGPASSFILE"] = str(pgpass)
+    env.pop("REDISCLI_AUTH", None)
+    return env
 
 
 def run_as(server: Server, read_only: bool, user: str | None) -> str:

@@ -324,11 +324,10 @@ class AccessDirective(SphinxDirective):
                 nodes.literal(text=names.redis_user_rule(user)),
                 "), password ",
                 nodes.literal(text=variable),
-                f" from the Kubernetes secret {secret}, in ",
-                nodes.literal(text="REDISCLI_AUTH"),
-                "; ",
-                nodes.literal(text="REDIS_URL"),
-                " names the user and the master.",
+                f" from the Kubernetes secret {secret}, in the URL: ",
+                nodes.literal(text=f"REDIS_URL=redis://{user}:<password>@<master>:6379/0"),
+                " (redis-cli reads a URL without the password as if the user name were "
+                "the password).",
             )
             items += nodes.list_item("", para)
 

@@ -4,10 +4,10 @@
 # needs: redis
 # user: erpgo_monitor
 set -euo pipefail
-# REDIS_URL names the server and user (redis://user@host:port); the password comes
-# from REDISCLI_AUTH so that it never appears in the process list.
-redis-cli -e -u "${REDIS_URL:?set REDIS_URL to the Redis server, e.g. redis://monitor@host:6379}" \
-    --no-auth-warning INFO stats |
+# REDIS_URL names the server, the user and its password (redis://erpgo_monitor:PASSWORD@host:6379/0):
+# redis-cli reads a URL without the password as if the user name were the password.
+redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}" \
+    INFO stats |
     tr -d '\r' |
     awk -F: '
         $1 == "keyspace_hits"   { hits = $2 }

@@ -6,7 +6,7 @@ set -euo pipefail
 # One CONFIG GET name per call: Redis 6.2 takes only one. rejected_connections
 # rises when maxclients is reached; a master whose replica is down and with
 # min-replicas-to-write set refuses writes (NOREPLICAS).
-url=${REDIS_URL:?set REDIS_URL, e.g. redis://monitor@host:6379}
+url=${REDIS_URL:?set REDIS_URL, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}
 cli() { redis-cli -e --no-auth-warning -u "$url" "$@"; }
 echo "ping: $(cli PING)"
 cli CONFIG GET maxclients | paste -sd= -

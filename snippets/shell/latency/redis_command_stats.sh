@@ -6,7 +6,7 @@ set -euo pipefail
 # Counters are cumulative since the server started or CONFIG RESETSTAT. A command
 # with a high usec_per_call (KEYS, SMEMBERS or SORT on a big key, a long Lua script)
 # blocks every other client while it runs.
-redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL, e.g. redis://monitor@host:6379}" \
+redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}" \
     INFO commandstats |
     tr -d '\r' |
     awk -F'[:,=]' '

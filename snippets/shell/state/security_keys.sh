@@ -4,7 +4,7 @@
 # needs: redis
 # user: erpgo_monitor
 set -euo pipefail
-url="${REDIS_URL:?set REDIS_URL to the Redis server, e.g. redis://erpgo_monitor@host:6379}"
+url="${REDIS_URL:?set REDIS_URL to the Redis server, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}"
 # --scan walks the keyspace in small steps (SCAN), never blocking the server like KEYS.
 blocks=$(redis-cli -e -u "$url" --no-auth-warning --scan --pattern 'erpgo:blocked_ip:*' | wc -l)
 evicted=$(redis-cli -e -u "$url" --no-auth-warning INFO stats | tr -d '\r' | sed -n 's/^evicted_keys://p')
