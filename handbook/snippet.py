@@ -19,8 +19,12 @@ KINDS = {".sql": "sql", ".sh": "shell", ".redis": "redis", ".promql": "promql"}
 COMMENT = {"sql": "--", "shell": "#", "redis": "#", "promql": "#"}
 KEYS = (
     "page", "mode", "requires", "extension", "needs", "lint-only", "verified-by", "mask", "user",
-    "via",
+    "via", "run",
 )  # fmt: skip
+# How a reader runs a shell snippet: a script (bash <file>; it stops at the first failure)
+# or pasted into a terminal (then it never ends the reader's shell: no set -e, no exit).
+RUNS = ("script", "paste")
+TOP_LEVEL_EXIT = re.compile(r"^(exit\b|set\s+(-\w*e|-o\s+errexit))")
 VIAS = ("pgbouncer",)  # how a snippet reaches PostgreSQL when not directly
 MODES = ("read-only", "writes")
 NEEDS = ("pg", "redis")
@@ -72,6 +76,7 @@ class Snippet:
     user: str | None = None
     # "pgbouncer": it connects as the application does, through conf/pgbouncer's pooler.
     via: str | None = None
+    run: str = "script"  # shell snippets: "script" or "paste" (RUNS)
     body_start: int = 2  # 1-based line of the first body line
     header: dict[str, int] = field(default_factory=dict)  # key -> its (last) line in the file
     name: str = ""  # project-relative path used in every message: "snippets/sql/x.sql"
@@ -175,6 +180,10 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         snippet.verified_by = value
     elif key == "user":
         snippet.user = value
+    elif key == "run":
+        if value not in RUNS:
+            raise SnippetError(f"{where}: run must be one of {', '.join(RUNS)}, not {value!r}")
+        snippet.run = value
     elif key == "via":
         if value not in VIAS:
             raise SnippetError(f"{where}: via must be one of {', '.join(VIAS)}, not {value!r}")
@@ -192,10 +201,17 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
     if snippet.kind == "shell":
         body = [ln.strip() for ln in lines[snippet.body_start - 1 :]]
         code = [ln for ln in body if ln and not ln.startswith("#")]
-        if not code or code[0] != "set -euo pipefail":
+        if snippet.run == "paste":
+            for number, line in enumerate(lines[snippet.body_start - 1 :], snippet.body_start):
+                if TOP_LEVEL_EXIT.match(line):
+                    raise SnippetError(
+                        f"{where}:{number}: a snippet pasted into a terminal must not end the "
+                        f"reader's shell ({line.strip()!r}): drop it, or make it 'run: script'"
+                    )
+        elif not code or code[0] != "set -euo pipefail":
             raise SnippetError(
-                f"{where}:{snippet.body_start}: a shell snippet's first command must be "
-                "'set -euo pipefail'"
+                f"{where}:{snippet.body_start}: a shell script's first command must be "
+                "'set -euo pipefail' (a snippet meant to be pasted says 'run: paste')"
             )
         if not snippet.needs and not snippet.lint_only:
             raise SnippetError(

@@ -190,7 +190,24 @@ class SnippetDirective(LiteralInclude):
         data = verification.load(report)
         note = nodes.paragraph(classes=["handbook-verification"])
         note += nodes.emphasis(text=verification_note(snippet, data, root))
-        return [*result, note]
+        return [*result, *how_to_run(snippet), note]
+
+
+def how_to_run(snippet: snippets.Snippet) -> list[nodes.Node]:
+    """For a shell snippet: whether to paste it, or run it as the script it is."""
+    if snippet.kind != "shell":
+        return []
+    para = nodes.paragraph(classes=["handbook-run"])
+    if snippet.run == "paste":
+        para += nodes.Text("Safe to paste into a terminal: nothing in it ends your shell.")
+        return [para]
+    para += nodes.Text("A script: save it, or use the repository's copy, and run ")
+    para += nodes.literal(text=f"bash {snippet.name}")
+    para += nodes.Text(
+        " with the variables above set. It stops at the first command that fails, so do "
+        "not paste it into your own shell (set -e would end it)."
+    )
+    return [para]
 
 
 def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:

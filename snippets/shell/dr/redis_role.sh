@@ -2,6 +2,6 @@
 # page: architecture/disaster-recovery.md
 # needs: redis
 # user: erpgo_monitor
-set -euo pipefail
+# run: paste
 redis-cli -e --no-auth-warning -u "$REDIS_URL" ROLE | head -n 1
 redis-cli -e --no-auth-warning -u "$REDIS_URL" INFO replication | grep -E '^(role|connected_slaves|slave[0-9]+|master_link_status):'
