@@ -178,7 +178,9 @@ class LocalPgBouncer:
     def _files(self) -> dict[str, str]:
         assert self.scratch is not None
         handle = self.server.handle
-        pg_tls = handle.scratch / "tls" if handle is not None else None
+        # A local server's own certificate; a Docker server's handle is its container.
+        home = getattr(handle, "scratch", None)
+        pg_tls = home / "tls" if home is not None else None
         tls_dir = self.scratch / "tls"
         tls_dir.mkdir()
         crt, key = production.make_certificate(tls_dir)
