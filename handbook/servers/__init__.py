@@ -4,7 +4,11 @@
 starts shared servers lazily (``get``) or dedicated ones for drills (``start_private``)
 and stops everything at exit. Providers: ``postgres.py`` and ``redis.py`` (local
 binaries), ``docker.py`` (testcontainers), ``external.py`` (HANDBOOK_PG_DSN,
-HANDBOOK_REDIS_URL).
+HANDBOOK_REDIS_URL). Every server is set up as production is: ``accounts.py`` (the roles
+and ACL users of conf/postgresql/roles.sql and conf/redis/users.acl), ``production.py``
+(conf/'s postgresql.conf and redis.conf with a listed set of overrides), ``pgbouncer.py``
+(conf/pgbouncer in front of a server); ``replies.py`` reads a redis-cli snippet's replies
+by their protocol type.
 
 May import: only the foundation modules.
 """
