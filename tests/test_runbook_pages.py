@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from handbook.paths import ROOT
+from handbook.report import content_hash
 
 CONF_PY = """\
 extensions = ["myst_parser"]
@@ -191,13 +192,21 @@ def test_a_runbook_showing_a_failed_snippet_fails_the_build(tmp_path):
     (root / "build").mkdir()
     entry = {"snippet": "snippets/promql/errors/share.promql", "label": "promtool",
              "outcome": "failed", "reason": "exp_samples differ"}  # fmt: skip
-    report = {"generated": "2026-12-02T10:00:00Z", "entries": {"x[promtool]": entry}}
+    entry["hash"] = content_hash(root / entry["snippet"])
+    entry["run"] = "20261202T100000Z-abc123"
+    report = {"entries": {"x[promtool]": entry},
+              "runs": {entry["run"]: {"started": "2026-12-02T10:00:00Z"}}}  # fmt: skip
     (root / "build" / "verification.json").write_text(json.dumps(report))
     warnings, _ = build(root)
     assert (
         "runbooks/high-error-rate.md:1: WARNING: shows snippets/promql/errors/share.promql, "
-        "which FAILED on promtool in the last test run (2026-12-02T10:00:00Z)"
+        "which FAILED on promtool in run 20261202T100000Z-abc123 (2026-12-02 10:00 UTC)"
     ) in warnings, warnings
+    # fixed since: the failure was recorded for other content, and no longer counts
+    snippet = root / entry["snippet"]
+    snippet.write_text(snippet.read_text().replace("sum(", "sum by (service) ("))
+    warnings, _ = build(root, "-E")
+    assert "FAILED" not in warnings, warnings
 
 
 def test_the_review_status_lists_each_runbook_its_verification_and_incidents(tmp_path):

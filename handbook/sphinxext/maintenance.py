@@ -108,9 +108,12 @@ def check(app: Sphinx, env: BuildEnvironment) -> None:
     limit = app.config.handbook_review_max_age_days
     data = verification.load(root / "build" / "verification.json")
     failed: dict[str, list[str]] = {}
+    runs: dict[str, str] = {}
     for entry in data.get("entries", {}).values():
-        if entry.get("outcome") == "failed":
+        # a failure counts while the snippet is what failed (as the page notes say)
+        if entry.get("outcome") == "failed" and verification.is_current(entry, root):
             failed.setdefault(entry["snippet"], []).append(entry.get("label", "?"))
+            runs[entry["snippet"]] = verification.run_info(data, entry.get("run", ""))
     for docname in sorted(env.found_docs):
         if not is_runbook(docname):
             continue
@@ -135,8 +138,8 @@ def check(app: Sphinx, env: BuildEnvironment) -> None:
             if snippet in failed:
                 _warn(
                     f"shows {snippet}, which FAILED on {', '.join(sorted(failed[snippet]))} in "
-                    f"the last test run ({data.get('generated', '?')}): fix it (tox -e tests -- "
-                    f"{snippet}) before on-call relies on this runbook",
+                    f"{runs[snippet]}: fix it (tox -e tests -- {snippet}) before on-call relies "
+                    "on this runbook",
                     page,
                 )
     if not any(is_runbook(docname) for docname in env.found_docs):
