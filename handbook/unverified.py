@@ -18,13 +18,12 @@ Loaded by the root ``conftest.py``.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import pytest
-
-from handbook import pytest_plugin
 
 TEX_PACKAGES = (
     "latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra tex-gyre"
@@ -89,7 +88,7 @@ KNOWN: tuple[Tool, ...] = (
         r"\bprometheus not found|^prometheus\b",
     ),
     Tool(
-        "TLS and the secret-rotation drills",
+        "TLS, and the secret-rotation snippets and drills",
         "openssl",
         "apt-get install openssl",
         r"\bopenssl\b",
@@ -107,26 +106,48 @@ KNOWN: tuple[Tool, ...] = (
         r"\bgraphviz\b|\bdot\b",
     ),
     Tool(
-        "a second Redis version (any Redis 7+)",
-        "Redis 7",
+        "what needs a second Redis version (any Redis 7+)",
+        "Redis 7+",
         "apt-get install redis-server redis-tools",
         r"\bRedis 7|\bredis-server\b|\bredis-cli\b",
     ),
     Tool(
-        "a second PostgreSQL version",
-        "a second PostgreSQL",
+        "what needs a second PostgreSQL version",
+        "second PostgreSQL",
         "apt-get install postgresql-15 postgresql-contrib",
         r"(?i)second PostgreSQL|PostgreSQL version",
     ),
     Tool(
-        "the Docker provider (testcontainers)",
-        "a Docker engine",
+        "the servers in Docker containers",
+        "Docker engine",
         "bash .ci/run starts one (docker.io)",
         r"(?i)\bdocker\b",
     ),
 )
 
 SKIPS = pytest.StashKey[list["Skip"]]()
+
+# bash's "name: command not found" (exit 127), after the script's "path: line N: " prefix.
+NOT_FOUND = re.compile(r"^(?:.*?: )?(?:line \d+: )?(?P<name>[\w.+-]+): command not found$", re.M)
+# The Debian package of a command a snippet may run that the machine may lack.
+PACKAGE_OF = {"openssl": "openssl", "curl": "curl", "jq": "jq", "pgbouncer": "pgbouncer"}
+
+
+def missing_command(returncode: int | None, output: str, name: str) -> str | None:
+    """Why snippet ``name`` could not run, if it failed only because a program is absent.
+
+    bash exits 127 with ``openssl: command not found`` when a command is not on PATH.
+    That is a missing tool (a skip outside CI, a failure under it), unless the program
+    is on PATH after all (then the failure is the snippet's own).
+    """
+    if returncode != 127:
+        return None
+    match = NOT_FOUND.search(output)
+    if match is None or shutil.which(match["name"]) is not None:
+        return None
+    program = match["name"]
+    package = PACKAGE_OF.get(program, program)
+    return f"{name}: {program} is not installed, and the snippet runs it: apt-get install {package}"
 
 
 @dataclass(frozen=True)
@@ -177,7 +198,9 @@ def _frames(tb: TracebackType | None) -> Iterator[TracebackType]:
 
 def raised_by_unavailable(excinfo: pytest.ExceptionInfo) -> bool:
     """The skip went through ``unavailable()``: a missing tool, not a gate or a choice."""
-    code = pytest_plugin.unavailable.__code__
+    from handbook.pytest_plugin import unavailable  # here: that module imports this one
+
+    code = unavailable.__code__
     return any(tb.tb_frame.f_code is code for tb in _frames(excinfo.tb))
 
 

@@ -1,11 +1,67 @@
-"""Every Python example on a page runs, and prints what the page says it prints."""
+"""Every Python example on a page runs, and prints what the page says it prints.
+
+pytest-examples runs them. They are found with markdown-it (the parser MyST itself
+builds on) rather than pytest-examples' own ``find_examples``, whose pattern pairs
+fences up by position: a directive with an empty body (````` ```{package-map} `````
+then the closing fence) shifts every pair after it, and the page's Python examples
+silently stop running.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
 
 import pytest
-from pytest_examples import CodeExample, EvalExample, find_examples
+from markdown_it import MarkdownIt
+from pytest_examples import CodeExample, EvalExample
 
 from handbook.paths import DOCS, rel
 
-EXAMPLES = list(find_examples(DOCS))
+PYTHON = ("py", "{.py")  # the info strings pytest-examples runs: py, python, pycon...
+
+
+def _fences(text: str, first_line: int) -> Iterator[tuple[str, int, str]]:
+    """(info, 0-based line of the opening fence, body) of every fence, nested ones too."""
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type != "fence" or token.map is None:
+            continue
+        line = first_line + token.map[0]
+        yield token.info.strip(), line, token.content
+        if token.info.startswith("{"):  # a MyST directive: its body may hold fences
+            yield from _fences(token.content, line + 1)
+
+
+def find_examples(root: Path) -> list[CodeExample]:
+    examples = []
+    for path in sorted(root.rglob("*.md")):
+        if "_build" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        line_starts = [0]
+        for line in text.splitlines(keepends=True):
+            line_starts.append(line_starts[-1] + len(line))
+        group = uuid4()
+        for info, line, body in _fences(text, 0):
+            if not info.lower().startswith(PYTHON):
+                continue
+            start = line_starts[line + 1]
+            examples.append(
+                CodeExample(
+                    source=body,
+                    path=path,
+                    start_line=line + 1,
+                    end_line=line + 1 + body.count("\n") + 1,
+                    start_index=start,
+                    end_index=start + len(body),
+                    prefix=info.lower(),
+                    indent=0,
+                    group=group,
+                )
+            )
+    return examples
+
+
+EXAMPLES = find_examples(DOCS)
 
 
 def test_examples_are_found():

@@ -7,6 +7,8 @@ tool and the package that adds it, and under ``CI=true`` the same run must fail.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -64,6 +66,39 @@ def test_summary_names_tex_when_path_hides_it(pytester, outside_ci):
     result = run_suite(pytester, str(ROOT / "tests" / "test_pdf.py"))
     assert result.ret == 0, "\n".join(result.outlines[-30:])
     assert f"the PDF (no TeX: apt-get install {TEX_PACKAGES})" in summary_line(result)
+
+
+def path_without(program: str, directory: Path) -> str:
+    """This PATH less one program: ``directory`` gets links to everything else on it."""
+    directory.mkdir()
+    for entry in os.environ["PATH"].split(os.pathsep):
+        if not Path(entry).is_dir():
+            continue
+        for found in Path(entry).iterdir():
+            link = directory / found.name
+            if found.name != program and not link.is_symlink():
+                link.symlink_to(found)
+    return str(directory)
+
+
+def test_a_shell_snippet_whose_program_is_missing_is_skipped_and_summarised(
+    pytester, outside_ci, tmp_path
+):
+    """A snippet exits 127 for the missing openssl: a skip saying so, not a failure."""
+    snippet = "snippets/shell/security/redis_password_1_add_new.sh"
+    assert "openssl" in (ROOT / snippet).read_text(encoding="utf-8"), f"{snippet} runs openssl"
+    # A copy of the project, so that this run's report lands in the copy's build/.
+    for name in ("snippets", "conf"):
+        shutil.copytree(ROOT / name, pytester.path / name)
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, pytester.path / name)
+    outside_ci.setenv("PATH", path_without("openssl", tmp_path / "bin"))
+    result = pytester.runpytest_subprocess(snippet, "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0 and set(outcomes) == {"skipped"}, "\n".join(result.outlines[-30:])
+    line = summary_line(result)
+    assert "(no openssl: apt-get install openssl)" in line, line
+    assert any(f"{snippet}: openssl is not installed" in x for x in result.outlines)
 
 
 def test_under_ci_a_hidden_tool_fails_and_is_not_summarised(pytester, monkeypatch, tmp_path):
