@@ -52,8 +52,9 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import accounts, cleanup, resp, scratch
+from . import accounts, cleanup, production, resp, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, base_label_of
+from .pgbouncer import client_has_ssl
 from .ports import HOST, free_port
 from .postgres import DEFAULT_SETTINGS, MANAGED_SETTINGS, PG_STAT_STATEMENTS
 from .redis import RedisClient, setting_args
@@ -337,7 +338,7 @@ def _make(cls, image: str, label: str, port: int, on_host: bool, **kwargs):
 
 
 def _remove(container, datadir: Path | None = None) -> None:
-    """Remove the container (and the host dir holding its data directory, if any)."""
+    """Remove the container (and the host dir it shares: its data directory, conf files)."""
     if datadir is not None:
         # Its files belong to the container's postgres user: remove them from inside.
         with contextlib.suppress(Exception):
@@ -351,7 +352,7 @@ def _host_datadir(container) -> Path:
     """A host dir (``scratch``: reaped if this process is killed) that holds the
     container's data directory at the same path; the container's user creates it."""
     path = scratch.make("pgdocker")
-    path.chmod(0o1777)
+    path.chmod(0o777)  # the container's user writes here; this process removes it
     container.with_volume_mapping(str(path), str(path), "rw")
     container.with_env("PGDATA", str(path / "data"))
     return path
@@ -365,9 +366,27 @@ VERSION_BOUND = (
     "pg_receivewal", "pg_recvlogical", "pg_amcheck",
 )  # fmt: skip
 LIBPQ_VARS = (
-    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGOPTIONS",
-    "PGAPPNAME", "PGSSLMODE", "PGCONNECT_TIMEOUT", "PGTZ", "PGDATESTYLE", "PGCLIENTENCODING",
-)  # fmt: skip
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGCONNECT_TIMEOUT",
+    "PGTARGETSESSIONATTRS",
+    "PGTZ",
+    "PGDATESTYLE",
+    "PGCLIENTENCODING",
+)  # fmt: skip (files they name must be under this directory or the temp dir: mounted)
 WRAPPER = """#!/bin/sh
 # {program} of {image}, the server's own version: run in a throwaway container on the
 # host's network, in this directory (and {tmp}), as this user. Written by {module}.
@@ -458,6 +477,153 @@ def _start(container, image: str, token: int) -> None:
         raise error from exc
 
 
+# -- as production runs: conf/'s files in a host dir the container shares -----------
+
+
+def _ready(command: list[str], timeout: float = 120.0):
+    """A wait strategy: ready when ``command`` exits 0 in the container; a failure at once
+    when the container exits (testcontainers' own strategies poll on until their timeout)."""
+    import time
+
+    from testcontainers.core.waiting_utils import WaitStrategy
+
+    class Ready(WaitStrategy):
+        def wait_until_ready(self, container) -> None:
+            deadline = time.monotonic() + timeout
+            run = _as_postgres(command) if command[0].startswith("pg_") else command
+            while True:
+                wrapped = container.get_wrapped_container()
+                wrapped.reload()
+                if wrapped.status in ("exited", "dead"):
+                    raise RuntimeError(f"the container exited (status {wrapped.status})")
+                with contextlib.suppress(Exception):
+                    if container.exec(run).exit_code == 0:
+                        return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{command[0]} did not succeed within {timeout:.0f} s")
+                time.sleep(0.1)
+
+    return Ready()
+
+
+def _as_postgres(command: list[str]):
+    """``command`` run as the image's postgres user (the official image execs as root;
+    conf/postgresql/pg_hba.conf lets the superuser in by peer only)."""
+    from testcontainers.core.container import ExecConfig
+
+    return ExecConfig(command=command, user="postgres")
+
+
+@functools.cache
+def _ids(image: str, user: str) -> tuple[int, int] | None:
+    """``user``'s uid and gid inside ``image``; None when that cannot be read."""
+    client = _client()
+    try:
+        out = client.containers.run(
+            image, entrypoint="sh", command=["-c", f"id -u {user}; id -g {user}"],
+            network_mode="none", remove=True, labels=_owner_labels("id"),
+        )  # fmt: skip
+        uid, gid = (int(x) for x in out.decode().split())
+        return uid, gid
+    except Exception:
+        return None
+    finally:
+        client.close()
+
+
+def _pg_boot_copy(
+    image: str, home: Path, port: int, settings: dict[str, str], label: str, client_ssl: bool
+) -> tuple[Path, bool]:
+    """conf/postgresql/postgresql.conf as local servers boot it (production.py), with
+    pg_hba.conf, a certificate and the WAL archive, in ``home`` (the container sees it
+    at the same path); (the boot copy, whether TLS is on). TLS is off, and hostssl rules
+    become host rules, as on a local build without SSL, when the clients' psql has no
+    SSL (``client_ssl``) or the key cannot be handed to the container's postgres user
+    (that takes root here)."""
+    file_settings = production.parse(production.PG_CONF)
+    file_values = {s.key: s.value for s in file_settings}
+    production.check_drill_settings("pg", settings, file_values)
+    owner = _ids(image, "postgres") if os.geteuid() == 0 and client_ssl else None
+    tls = owner is not None
+    hba, archive, tls_dir = home / "pg_hba.conf", home / "wal-archive", home / "tls"
+    archive.mkdir()
+    archive.chmod(0o1777)
+    tls_dir.mkdir()
+    hba.write_text(production.pg_hba_text(tls))
+    crt, key = production.make_certificate(tls_dir)
+    if owner is not None:
+        os.chown(key, *owner)
+    for path, mode in ((hba, 0o644), (tls_dir, 0o755), (crt, 0o644)):
+        path.chmod(mode)
+    values = {
+        **production.PG_TEST_VALUES,
+        "port": str(port),
+        "unix_socket_directories": "/var/run/postgresql",  # the image's own, for exec psql
+        "hba_file": str(hba),
+        "ssl_cert_file": str(crt),
+        "ssl_key_file": str(key),
+        "archive_command": f"test ! -f {archive}/%f && cp %p {archive}/%f",
+    }
+    if not tls:
+        values["ssl"] = "off"
+    file_keys = set(file_values)
+    values.update({k: v for k, v in settings.items() if k in file_keys})
+    added = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if k not in file_keys}}
+    text = production.pg_boot_text(
+        file_settings,
+        production.PG_CONF.read_text(encoding="utf-8"),
+        values,
+        int(_product(label)[2]),
+        added,
+    )
+    conf = home / "postgresql.conf"
+    conf.write_text(text)
+    conf.chmod(0o644)
+    return conf, tls
+
+
+def _redis_boot_copy(
+    home: Path, port: int, secrets_: Mapping[str, str], settings: dict[str, str], label: str
+) -> tuple[Path, list[str]]:
+    """conf/redis/redis.conf and users.acl as local servers boot them (production.py), in
+    ``home``; (the boot copy, the drill's other settings as arguments)."""
+    renames = settings.pop("rename-command", None)
+    if renames not in (None, "keep"):
+        raise ServerConfigError(
+            f"rename-command={renames!r}: a drill may only keep the commands redis.conf "
+            "renames away ('keep'), see production.DRILL_SETTINGS"
+        )
+    file_values = {
+        key: " ".join(args)
+        for key, args, _ in production.redis_directives(
+            production.REDIS_CONF.read_text(encoding="utf-8")
+        )
+    }
+    production.check_drill_settings("redis", settings, file_values)
+    users = home / "users.acl"
+    users.write_text(accounts.redis_acl(secrets_))
+    values = {
+        "bind": HOST,
+        "port": str(port),
+        "unixsocket": str(home / "redis.sock"),
+        "logfile": '""',  # stdout: the container's log
+        "dir": str(home),
+        "aclfile": str(users),
+    }
+    conf = home / "redis.conf"
+    conf.write_text(
+        production.redis_boot_text(
+            accounts.render(production.REDIS_CONF, secrets_),
+            values,
+            tuple(int(p) for p in _product(label)[2].split(".")),
+            renames == "keep",
+        )
+    )
+    for path in (users, conf):
+        path.chmod(0o644)  # the container's redis user reads them; the dir is this test's
+    return conf, setting_args(settings)
+
+
 # -- PostgreSQL ------------------------------------------------------------------------
 
 
@@ -504,6 +670,14 @@ def start_pg(
         container.with_env("PGPORT", str(port))
         datadir = _host_datadir(container) if on_host and _local_engine() else None
         token = cleanup.register(f"container {image}", lambda c=container, d=datadir: _remove(c, d))
+        tls = False
+        if datadir is not None:
+            # As local servers run: conf/postgresql's files, with production.py's overrides.
+            conf, tls = _pg_boot_copy(
+                image, datadir, port, dict(settings or {}), label, client_has_ssl(client_bindir)
+            )
+            container.with_command(["postgres", "-c", f"config_file={conf}"])
+        container.waiting_for(_ready(["pg_isready", "--quiet", "--host", HOST]))
         try:
             _start(container, image, token)
             break
@@ -518,17 +692,19 @@ def start_pg(
         script += f"\\connect postgres\nCREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS};\n"
         encoded = base64.b64encode(script.encode()).decode()
         code, output = container.exec(
-            ["sh", "-c", f"echo {encoded} | base64 -d | "
-             "psql -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 -f -"]
+            _as_postgres(["sh", "-c", f"echo {encoded} | base64 -d | "
+             "psql -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 -f -"])
         )  # fmt: skip
         if code != 0:
             raise ServerStartError(
                 f"{image}: running {accounts.ROLES_SQL.name} failed: {output.decode().strip()}"
             )
-        code, output = container.exec(["psql", "-U", "postgres", "-XAtc", "SHOW server_version"])
+        code, output = container.exec(
+            _as_postgres(["psql", "-U", "postgres", "-XAtc", "SHOW server_version"])
+        )
         host, port = container.get_container_host_ip(), container.get_exposed_port(port)
     except BaseException as exc:
-        _remove(container)
+        _remove(container, datadir)
         cleanup.unregister(token)
         if isinstance(exc, ServerStartError) or not isinstance(exc, Exception):
             raise
@@ -552,7 +728,7 @@ def start_pg(
         accounts={accounts.PG_SUPERUSER: admin, **logins},
         client_note=note,
         _stop=lambda: (_remove(container, datadir), cleanup.unregister(token)),
-        features=frozenset({PG_STAT_STATEMENTS}),
+        features=frozenset({PG_STAT_STATEMENTS, *(["ssl"] if tls else [])}),
         scratch=datadir,
         port=int(port),
         handle=container,
@@ -588,18 +764,21 @@ def start_redis(
     mapping); the label's product (``valkey8.1``) picks the testcontainers module."""
     from testcontainers.community.redis import RedisContainer
     from testcontainers.community.valkey import ValkeyContainer
-    from testcontainers.core.wait_strategies import ExecWaitStrategy
 
     class AdminRedisContainer(RedisContainer):
         # users.acl turns the default user off: the readiness PING logs in as the admin.
         def get_client(self, **kwargs):
             return super().get_client(username=accounts.REDIS_ADMIN, **kwargs)
 
-    extra = setting_args(dict(settings or {}))  # refuses the settings the provider owns
+    settings = dict(settings or {})
     label = label or _label_of("redis", image)
     product = _product(label)[1]
     _prepare()
     on_host = host_network()
+    boot = on_host and _local_engine()  # conf/redis/redis.conf, as local servers run
+    if not boot:
+        settings.pop("rename-command", None)  # without redis.conf nothing is renamed
+    extra = setting_args(settings)  # refuses the settings the provider owns
     valkey = product == "Valkey"
     program = "valkey-server" if valkey else "redis-server"
     for attempt in range(START_ATTEMPTS):
@@ -618,15 +797,22 @@ def start_redis(
         ]  # fmt: skip
         if valkey:
             container = _make(ValkeyContainer, image, label, port, on_host).with_password(password)
-            ping = [
-                "valkey-cli", "--no-auth-warning", "-p", str(port),
-                "--user", accounts.REDIS_ADMIN, "-a", password, "ping",
-            ]  # fmt: skip
-            container.waiting_for(ExecWaitStrategy(ping))
         else:
             container = _make(AdminRedisContainer, image, label, port, on_host, password=password)
+        home = None
+        if boot:
+            home = scratch.make("redisdocker")
+            home.chmod(0o777)
+            conf, extra_args = _redis_boot_copy(home, port, secrets_, dict(settings), label)
+            command = [program, str(conf), *extra_args]
+            container.with_volume_mapping(str(home), str(home), "rw")
         container.with_command(command)
-        token = cleanup.register(f"container {image}", lambda c=container: _remove(c))
+        ping = [
+            "valkey-cli" if valkey else "redis-cli", "--no-auth-warning", "-p", str(port),
+            "--user", accounts.REDIS_ADMIN, "-a", password, "ping",
+        ]  # fmt: skip
+        container.waiting_for(_ready(ping))
+        token = cleanup.register(f"container {image}", lambda c=container, h=home: _remove(c, h))
         try:
             _start(container, image, token)
             break
@@ -642,7 +828,7 @@ def start_redis(
         fields = resp.info(str(text))
         version = fields.get("valkey_version") or fields.get("redis_version") or ""
     except BaseException as exc:
-        _remove(container)
+        _remove(container, home)
         cleanup.unregister(token)
         if not isinstance(exc, Exception):
             raise
@@ -659,7 +845,8 @@ def start_redis(
         monitor_env=logins[accounts.MONITOR],
         accounts=logins,
         client_note=client.note if client else "no redis-cli found: install redis-tools",
-        _stop=lambda: (_remove(container), cleanup.unregister(token)),
+        _stop=lambda: (_remove(container, home), cleanup.unregister(token)),
+        scratch=home,
         port=int(port),
         handle=container,
     )

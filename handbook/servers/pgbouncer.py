@@ -177,9 +177,8 @@ class LocalPgBouncer:
 
     def _files(self) -> dict[str, str]:
         assert self.scratch is not None
-        handle = self.server.handle
-        # A local server's own certificate; a Docker server's handle is its container.
-        home = getattr(handle, "scratch", None)
+        # The server's own certificate, in its temp dir (a Docker server's too).
+        home = self.server.scratch
         pg_tls = home / "tls" if home is not None else None
         tls_dir = self.scratch / "tls"
         tls_dir.mkdir()
@@ -206,7 +205,7 @@ class LocalPgBouncer:
         tls = (
             pg_tls is not None
             and (pg_tls / "server.crt").is_file()
-            and bool(getattr(getattr(handle, "template", None), "tls", False))
+            and "ssl" in self.server.features  # the server runs with TLS on
         )
         if not tls:
             values["server_tls_sslmode"] = "disable"
