@@ -25,7 +25,7 @@ import pytest
 
 from handbook.paths import ROOT
 from handbook.pytest_plugin import unavailable
-from handbook.servers import ServerConfigError, ServerPool, images
+from handbook.servers import ServerConfigError, ServerPool, images, production
 from handbook.servers import docker as provider
 
 ENGINE = provider.engine_available()
@@ -247,6 +247,22 @@ def test_a_docker_server_listens_on_loopback_and_is_labelled_with_the_run(pool, 
             env=env, capture_output=True, text=True, timeout=30, check=True,
         ).stdout  # fmt: skip
         assert shown.split()[1:] == ["127.0.0.1"], shown
+    # Booted from conf/ as production runs, like the local servers.
+    if server.kind == "pg":
+        query = ["psql", "-X", "-At", "-c", "SHOW random_page_cost"]  # 4 by default
+        expected = next(s.value for s in production.parse() if s.key == "random_page_cost")
+    else:
+        query = ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], "CONFIG", "GET",
+                 "maxmemory-policy"]  # fmt: skip
+        expected = next(
+            " ".join(args)
+            for key, args, _ in production.redis_directives(production.REDIS_CONF.read_text())
+            if key == "maxmemory-policy"
+        )
+    shown = subprocess.run(
+        query, env=env, capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()[-1]
+    assert shown == expected, (query, shown, expected)
 
 
 SNIPPET = """\

@@ -23,6 +23,12 @@ from the server's own image (``docker run`` in a throwaway container). On the ho
 network the data directory is a host directory at the same path, so what a reader runs
 on a database host (``df`` on ``SHOW data_directory``) runs here too.
 
+Configuration: on the host's network a container boots from the same boot copies of
+conf/postgresql/postgresql.conf (with pg_hba.conf and a TLS certificate) and
+conf/redis/redis.conf as local servers (``production.py``: the same overrides, the same
+drill settings), written to a host dir the container shares; elsewhere the server runs
+with the image's defaults and the settings on its command line.
+
 Accounts: the containers get the same accounts as local servers, from the same set-up
 (``accounts.py``): conf/postgresql/roles.sql and conf/redis/users.acl, with passwords made
 up per server.
