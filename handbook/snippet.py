@@ -210,7 +210,7 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
                     )
         elif not code or code[0] != "set -euo pipefail":
             raise SnippetError(
-                f"{where}:{snippet.body_start}: a shell script's first command must be "
+                f"{where}:{snippet.body_start}: a shell snippet's first command must be "
                 "'set -euo pipefail' (a snippet meant to be pasted says 'run: paste')"
             )
         if not snippet.needs and not snippet.lint_only:
