@@ -237,3 +237,15 @@ def test_the_review_status_lists_each_runbook_its_verification_and_incidents(tmp
     assert "docs/reference/incidents.yml:2: incident lacks alert, runbooks, minutes_to_resolve" in (
         warnings
     ), warnings
+
+
+def test_each_role_is_described_by_its_own_comment_in_roles_sql():
+    # The access box quotes the comment above a role's ALTER ROLE block: a neighbour's
+    # comment would tell the reader the wrong privileges (erpgo_monitor described as
+    # erpgo_readonly was the bug this guards).
+    from handbook.paths import CONF
+    from handbook.sphinxext.oncall import _role_purpose
+
+    said = {role: _role_purpose(CONF, role) for role in ("erpgo_monitor", "erpgo_readonly")}
+    assert said["erpgo_monitor"].startswith("On-call diagnostics"), said
+    assert said["erpgo_readonly"].startswith("Reports and ad-hoc questions"), said

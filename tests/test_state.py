@@ -125,7 +125,7 @@ def test_a_leaked_transaction_is_ended_as_the_pool_runbook_says(private_pg):
     transaction: the leaking session shortens its own timeout to 1 s (instead of the
     file's 60 s) so that the test takes a second."""
     value, _ = conf_setting("idle_in_transaction_session_timeout")
-    snippet = SNIPPETS / "sql" / "state" / "idle_timeout_ends.sql"
+    snippet = SNIPPETS / "sql/state/idle_timeout_ends.sql"
     for server in private_pg:
         running = _psql(server, "SHOW idle_in_transaction_session_timeout")
         assert running in ("1min", value), f"{server.describe()} runs {running}, conf sets {value}"
@@ -192,7 +192,7 @@ def _cli(server: Server, *args: str) -> str:
 
 
 def _security_keys(server: Server) -> dict[str, int]:
-    snippet = SNIPPETS / "shell" / "state" / "security_keys.sh"
+    snippet = SNIPPETS / "shell/state/security_keys.sh"
     done = subprocess.run(
         ["bash", str(snippet)], env=server.env("monitor"),
         capture_output=True, text=True, timeout=60, check=False,

@@ -197,7 +197,7 @@ def _entries(value: str) -> list[tuple[str, str]] | None:
 
 
 def _role_purpose(conf: Path, role: str) -> str:
-    """The first sentence of the comment above ``role``'s section of roles.sql."""
+    """The first sentence of the comment right above the ``ALTER ROLE`` block naming ``role``."""
     path = conf / "postgresql" / "roles.sql"
     if not path.exists():
         return ""
@@ -210,6 +210,8 @@ def _role_purpose(conf: Path, role: str) -> str:
         elif re.match(rf"ALTER ROLE {re.escape(role)}\b", line) and comment:
             text = " ".join(comment)
             return text.split(". ")[0].rstrip(".") + "."
+        elif not line.startswith("ALTER ROLE "):
+            comment = []  # anything but the described ALTER ROLE block ends the comment
     return ""
 
 
