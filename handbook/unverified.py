@@ -88,7 +88,7 @@ KNOWN: tuple[Tool, ...] = (
         r"\bprometheus not found|^prometheus\b",
     ),
     Tool(
-        "TLS, and the secret-rotation snippets and drills",
+        "the secret-rotation snippets and drills",
         "openssl",
         "apt-get install openssl",
         r"\bopenssl\b",

@@ -53,7 +53,7 @@ def booted(request: pytest.FixtureRequest):
     try:
         try:
             booted = pgconf.boot(server)
-        except ServerUnavailable as exc:  # e.g. no openssl for the TLS certificate
+        except ServerUnavailable as exc:  # what booting it needs is missing here
             _missing(str(exc))
         yield booted
     finally:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from handbook.paths import CONF, rel
 
-from .base import ServerConfigError, ServerStartError, ServerUnavailable
+from .base import ServerConfigError
 
 PG_CONF = CONF / "postgresql" / "postgresql.conf"
 PG_HBA = CONF / "postgresql" / "pg_hba.conf"
@@ -232,22 +230,48 @@ def pg_hba_text(tls: bool, path: Path = PG_HBA) -> str:
 
 
 def make_certificate(directory: Path, common_name: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A throwaway self-signed certificate and key (openssl) in ``directory``."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise ServerUnavailable(
-            "openssl is not installed: conf/postgresql/postgresql.conf turns TLS on, and a "
-            "test server needs a certificate (Debian: apt-get install openssl)"
-        )
+    """A throwaway self-signed certificate and key in ``directory``: P-256, valid two days,
+    the address as subjectAltName, CA:TRUE so that it can be its own root (PgBouncer's
+    ``server_tls_ca_file``). Made with the ``cryptography`` library (the ``tests`` group),
+    as ``openssl req -x509`` would, so that a machine without the openssl CLI boots TLS."""
+    import datetime  # here: only servers that turn TLS on need these
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(common_name))
+    except ValueError:
+        alt = x509.DNSName(common_name)
+    now = datetime.datetime.now(datetime.UTC)
+    public = private.public_key()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(private, hashes.SHA256())
+    )
     crt, key = directory / "server.crt", directory / "server.key"
-    result = subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", f"/CN={common_name}",
-         "-addext", f"subjectAltName=IP:{common_name}", "-keyout", key, "-out", crt],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise ServerStartError(f"openssl could not make a test certificate: {result.stderr}")
+    crt.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     key.chmod(0o600)
     return crt, key
 
