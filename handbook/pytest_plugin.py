@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
@@ -23,18 +22,12 @@ from handbook.runners import Outcome, Target, masked
 from handbook.schema.databases import Databases
 from handbook.servers.base import Server, ServerConfigError, ServerUnavailable
 from handbook.servers.pool import CHOICES, ServerPool
+from handbook.unverified import unavailable  # tests import it from here
 
 POOL = pytest.StashKey[ServerPool]()
 REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
 PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
-
-
-def unavailable(reason: str) -> NoReturn:
-    """What a test needs is missing here: skip saying why; under ``CI=true`` that is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so a missing tool is a failure: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

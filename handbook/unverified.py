@@ -1,9 +1,11 @@
 """pytest plugin: what this run could not verify, listed once at the end of the run.
 
-A test whose tool is missing calls ``unavailable(reason)`` (``handbook.pytest_plugin``):
-outside CI that is a skip saying why, under ``CI=true`` a failure. This plugin collects
-those skips from the test reports and closes the run with one line naming each thing
-left unverified and the package that adds it::
+A test whose tool is missing calls :func:`unavailable` (tests import it from
+``handbook.pytest_plugin``): outside CI that is a skip saying why, under ``CI=true`` a
+failure. A snippet that exits 127 for a program that is not installed is one too
+(:func:`missing_command`). This plugin collects those skips from the test reports and
+closes the run with one line naming each thing left unverified and the package that
+adds it::
 
     not verified here: the PDF (no TeX: apt-get install ...), the browser tests (no
     Chromium: apt-get install chromium)
@@ -17,11 +19,13 @@ Loaded by the root ``conftest.py``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import NoReturn
 
 import pytest
 
@@ -196,10 +200,19 @@ def _frames(tb: TracebackType | None) -> Iterator[TracebackType]:
         tb = tb.tb_next
 
 
-def raised_by_unavailable(excinfo: pytest.ExceptionInfo) -> bool:
-    """The skip went through ``unavailable()``: a missing tool, not a gate or a choice."""
-    from handbook.pytest_plugin import unavailable  # here: that module imports this one
+def unavailable(reason: str) -> NoReturn:
+    """What a test needs is missing here: skip saying why; under ``CI=true`` that is a failure.
 
+    Tests import it from ``handbook.pytest_plugin``; it lives here, beside the summary
+    that lists its skips.
+    """
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so a missing tool is a failure: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def raised_by_unavailable(excinfo: pytest.ExceptionInfo) -> bool:
+    """The skip went through :func:`unavailable`: a missing tool, not a gate or a choice."""
     code = unavailable.__code__
     return any(tb.tb_frame.f_code is code for tb in _frames(excinfo.tb))
 
