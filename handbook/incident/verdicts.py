@@ -1,0 +1,82 @@
+"""The rules that name a cause from a step's result, by snippet: what the page says to look for.
+
+Each rule reads the step's output and returns the cause it found, or None. Only the
+thresholds the runbooks state are rules here: the pool above 90 % of
+``max_connections``, sessions idle in a transaction, a lock blocker, a Redis hit rate
+under 70 %.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+SEPARATOR = re.compile(r"^-+(\+-+)*$")
+FOOTER = re.compile(r"^\(\d+ rows?\)$")
+POOL_LIMIT = 90.0  # % of max_connections: runbooks/connection-pool-exhaustion.md
+HIT_RATE_FLOOR = 70.0  # %: runbooks/low-cache-hit-rate.md, the LowCacheHitRate alert
+
+
+def tables(output: str) -> list[list[dict[str, str]]]:
+    """Every result table in psql's aligned output, each a list of {column: value}."""
+    lines = output.splitlines()
+    found = []
+    for index, line in enumerate(lines):
+        if index == 0 or not SEPARATOR.match(line.strip()):
+            continue
+        columns = [c.strip() for c in lines[index - 1].split("|")]
+        rows = []
+        for row in lines[index + 1 :]:
+            if FOOTER.match(row.strip()) or not row.strip():
+                break
+            values = [v.strip() for v in row.split("|", len(columns) - 1)]
+            rows.append(dict(zip(columns, values, strict=False)))
+        found.append(rows)
+    return found
+
+
+def _pool(output: str) -> str | None:
+    for rows in tables(output):
+        for row in rows:
+            if "pct_used" in row and float(row["pct_used"] or 0) > POOL_LIMIT:
+                return (
+                    f"PostgreSQL is {row['pct_used']} % full (above {POOL_LIMIT:.0f} % of "
+                    "max_connections)"
+                )
+    return None
+
+
+def _leaks(output: str) -> str | None:
+    rows = (tables(output) or [[]])[0]
+    if not rows:
+        return None
+    apps = sorted({r.get("application", "?") for r in rows})
+    return f"{len(rows)} session(s) idle in transaction (leaked): {', '.join(apps)}"
+
+
+def _blockers(output: str) -> str | None:
+    rows = (tables(output) or [[]])[0]
+    if not rows:
+        return None
+    blockers = sorted({r.get("blocking_pid", "?") for r in rows})
+    return f"a lock blocker found: pid {', '.join(blockers)} blocks {len(rows)} session(s)"
+
+
+def _hit_rate(output: str) -> str | None:
+    found = re.search(r"hit_rate=([\d.]+)%", output)
+    if found and float(found[1]) < HIT_RATE_FLOOR:
+        return f"Redis hit rate {found[1]} % (under {HIT_RATE_FLOOR:.0f} %)"
+    return None
+
+
+RULES: dict[str, tuple[str, Callable[[str], str | None]]] = {
+    "sql/pool/connections_by_state.sql": (f"pct_used above {POOL_LIMIT:.0f} %", _pool),
+    "sql/pool/idle_in_transaction.sql": ("any session idle in transaction", _leaks),
+    "sql/locks/blocking_locks.sql": ("any session blocked by another", _blockers),
+    "shell/cache/hit_rate.sh": (f"hit_rate under {HIT_RATE_FLOOR:.0f} %", _hit_rate),
+}
+
+
+def rule(snippet: str) -> tuple[str, Callable[[str], str | None]] | None:
+    """The rule for snippet ``snippet`` (relative to ``snippets/``), or None."""
+    return RULES.get(snippet)
