@@ -184,6 +184,24 @@ def test_a_pool_leak_is_named(servers, env):
         for order_id in range(1, LEAKS + 1):
             s.leak(order_id)
         result = findings(env, "DatabaseConnectionPoolExhausted")
+        shown = diagnose(env, "DatabaseConnectionPoolExhausted")
+    # the text form: each step's title from the page, its command, its table, the page's
+    # "what to look for", and the verdict
+    book = runbooks.find("connection-pool-exhaustion")
+    step = next(s for s in book.steps if s.snippet.name.endswith("connections_by_state.sql"))
+    for expected in (
+        f"Step {step.number}. {step.title}",
+        "FROM pg_stat_activity",
+        f"What to look for: {step.guidance[:40]}",
+        "Verdict: PostgreSQL is",
+        "Cause found:",
+    ):
+        assert expected in shown.stdout, (
+            f"handbook diagnose's text lacks {expected!r}:\n{shown.stdout}"
+        )
+    for column in ("pct_of_max", "pct_used"):  # both results' tables, as rich draws them
+        assert re.search(rf"┃\s*{column}\s*┃", shown.stdout), f"no {column} table:\n{shown.stdout}"
+    assert shown.returncode == 1, f"a cause found must exit 1, got {shown.returncode}"
     causes = " ".join(result["causes"])
     assert "idle in transaction" in causes and "erpgo-api" in causes, result["causes"]
     assert "% full (above 90 %" in causes, f"pct_used above 90 % not named: {result['causes']}"
@@ -276,3 +294,15 @@ def test_the_console_script_is_installed():
         f"{script}: no console script: pyproject.toml's [project.scripts] names handbook; "
         "reinstall the package (pip install -e .)"
     )
+
+
+def test_a_dsn_names_the_server(env):
+    """HANDBOOK_PG_DSN instead of PG*: the same server, the same steps."""
+    dsn = (
+        f"postgresql://{env['PGUSER']}:{env.get('PGPASSWORD', '')}@{env['PGHOST']}:"
+        f"{env['PGPORT']}/{env['PGDATABASE']}"
+    )
+    bare = {k: v for k, v in env.items() if not k.startswith("PG")} | {"HANDBOOK_PG_DSN": dsn}
+    result = findings(bare, "connection-pool-exhaustion")
+    statuses = {f["snippet"]: f["status"] for f in result["findings"]}
+    assert statuses["snippets/sql/pool/connections_by_state.sql"] == "ok", result["findings"]

@@ -276,20 +276,15 @@ def diagnose(
 # -- writing the findings ------------------------------------------------------------------
 
 
-def table(output: str) -> Table | None:
-    """psql-style aligned output (psql's, or the PromQL step's) as a rich table."""
-    found = verdicts.tables(output)
-    if not found:
-        return None
-    shown = Table(show_lines=False)
-    rows = found[-1] if len(found) > 1 and not found[0] else found[0]
-    columns = list(rows[0]) if rows else []
-    if not columns:
-        return None
-    for column in columns:
-        shown.add_column(column)
-    for row in rows:
-        shown.add_row(*(escape(row.get(c, "")) for c in columns))
+def tables(output: str) -> list[Table]:
+    """Every result in psql-style aligned output (psql's, or the PromQL step's) as a rich table."""
+    shown = []
+    for rows in verdicts.tables(output):
+        columns = list(rows[0]) if rows else []
+        result = Table(*columns) if columns else Table("(no rows)")
+        for row in rows:
+            result.add_row(*(escape(row.get(c, "")) for c in columns))
+        shown.append(result)
     return shown
 
 
@@ -305,8 +300,8 @@ def text(result: Diagnosis, console: Console) -> None:
         console.print(f"\n[bold]Step {f.step}. {escape(f.title)}[/bold]  ({f.snippet})")
         console.print(escape(f.command), style="dim", highlight=False)
         if f.output:
-            shown = table(f.output)
-            console.print(shown if shown else escape(f.output.rstrip()), highlight=False)
+            for shown in tables(f.output) or [escape(f.output.rstrip())]:
+                console.print(shown, highlight=False)
         if f.note:
             console.print(f"[yellow]{escape(f.note)}[/yellow]", highlight=False)
         console.print(f"What to look for: {escape(f.guidance)}", highlight=False)
