@@ -25,6 +25,7 @@ from handbook.drills import common
 from handbook.drills import pool as drill
 from handbook.incident import runbooks
 from handbook.paths import ROOT, SNIPPETS, rel
+from handbook.prometheus.monitoring import boot_prometheus
 from handbook.schema.databases import Databases
 from handbook.servers.ports import free_port
 
@@ -306,3 +307,22 @@ def test_a_dsn_names_the_server(env):
     result = findings(bare, "connection-pool-exhaustion")
     statuses = {f["snippet"]: f["status"] for f in result["findings"]}
     assert statuses["snippets/sql/pool/connections_by_state.sql"] == "ok", result["findings"]
+
+
+def test_promql_steps_ask_a_real_prometheus(env):
+    """The PromQL steps go to the Prometheus given (Debian's, booted from conf/), and a
+    Prometheus that does not answer is a finding."""
+    prometheus = boot_prometheus()
+    try:
+        url = f"http://127.0.0.1:{prometheus.port}"
+        result = findings(env | {"PROMETHEUS_URL": url}, "connection-pool-exhaustion")
+    finally:
+        prometheus.stop()
+    step = result["findings"][0]
+    assert step["snippet"].endswith(".promql") and step["status"] == "ok", step
+    assert step["output"].startswith("labels | value"), step
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = findings(env | {"PROMETHEUS_URL": dead}, "connection-pool-exhaustion")
+    step = result["findings"][0]
+    assert step["status"] == "unreachable", step
+    assert f"Prometheus at {dead} does not answer" in result["causes"], result["causes"]
