@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,11 +30,10 @@ import redis
 from handbook.paths import ROOT, SNIPPETS, rel
 from handbook.runners import Outcome, Target
 from handbook.runners import run as run_snippet
+from handbook.runners.sql import tables
 from handbook.servers.base import Server, ServerUnavailable
 from handbook.snippet import Snippet, parse
 
-SEPARATOR = re.compile(r"^-+(\+-+)*$")
-ROWS_FOOTER = re.compile(r"^\(\d+ rows?\)$")
 POLL = 0.05  # seconds between two looks at a condition
 # What a condition may raise while what it waits for is not there yet (a server still
 # starting, a connection refused); any other exception ends the wait at once.
@@ -160,24 +158,6 @@ def psql(env: Mapping[str, str], sql: str) -> str:
 def admin_sql(server: Server, sql: str, database: str = "postgres") -> str:
     """:func:`psql` as the server's superuser, in ``database``."""
     return psql(server.env("admin") | {"PGDATABASE": database}, sql)
-
-
-def tables(output: str) -> list[list[dict[str, str]]]:
-    """Every result table in psql's aligned output, each a list of {column: value}."""
-    lines = output.splitlines()
-    found = []
-    for index, line in enumerate(lines):
-        if index == 0 or not SEPARATOR.match(line.strip()):
-            continue
-        columns = [c.strip() for c in lines[index - 1].split("|")]
-        rows = []
-        for row in lines[index + 1 :]:
-            if ROWS_FOOTER.match(row.strip()) or not row.strip():
-                break
-            values = [v.strip() for v in row.split("|", len(columns) - 1)]
-            rows.append(dict(zip(columns, values, strict=False)))
-        found.append(rows)
-    return found
 
 
 def table(output: str, index: int = 0) -> list[dict[str, str]]:

@@ -11,28 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-SEPARATOR = re.compile(r"^-+(\+-+)*$")
-FOOTER = re.compile(r"^\(\d+ rows?\)$")
+from handbook.runners.sql import tables
+
 POOL_LIMIT = 90.0  # % of max_connections: runbooks/connection-pool-exhaustion.md
 HIT_RATE_FLOOR = 70.0  # %: runbooks/low-cache-hit-rate.md, the LowCacheHitRate alert
-
-
-def tables(output: str) -> list[list[dict[str, str]]]:
-    """Every result table in psql's aligned output, each a list of {column: value}."""
-    lines = output.splitlines()
-    found = []
-    for index, line in enumerate(lines):
-        if index == 0 or not SEPARATOR.match(line.strip()):
-            continue
-        columns = [c.strip() for c in lines[index - 1].split("|")]
-        rows = []
-        for row in lines[index + 1 :]:
-            if FOOTER.match(row.strip()) or not row.strip():
-                break
-            values = [v.strip() for v in row.split("|", len(columns) - 1)]
-            rows.append(dict(zip(columns, values, strict=False)))
-        found.append(rows)
-    return found
 
 
 def _pool(output: str) -> str | None:

@@ -52,3 +52,29 @@ def run(snippet: Snippet, target: Target) -> Outcome:
     else:
         message = f"{snippet.name}:{snippet.body_start}: psql exited {result.returncode}"
     return Outcome(False, output, f"{message} ({target.servers})", result.returncode)
+
+
+# psql's aligned output: a header line, a "----+----" rule, rows, then "(N rows)".
+RULE = re.compile(r"^-+(\+-+)*$")
+ROWS_FOOTER = re.compile(r"^\(\d+ rows?\)$")
+
+
+def tables(output: str) -> list[list[dict[str, str]]]:
+    """Every result table in psql's aligned output, each a list of {column: value}.
+
+    The drills and ``handbook diagnose`` read what a SQL snippet printed through this.
+    """
+    lines = output.splitlines()
+    found = []
+    for index, line in enumerate(lines):
+        if index == 0 or not RULE.match(line.strip()):
+            continue
+        columns = [c.strip() for c in lines[index - 1].split("|")]
+        rows = []
+        for row in lines[index + 1 :]:
+            if ROWS_FOOTER.match(row.strip()) or not row.strip():
+                break
+            values = [v.strip() for v in row.split("|", len(columns) - 1)]
+            rows.append(dict(zip(columns, values, strict=False)))
+        found.append(rows)
+    return found

@@ -12,6 +12,8 @@ STORES = (
     "handbook_snippets_shown",  # snippets a page shows
     "handbook_snippet_order",  # the same, as a list in page order
     "handbook_runbooks",  # alerts a page is the runbook of
+    "handbook_alert_context",  # oncall: the alerts a page gives its context
+    "handbook_access",  # oncall: where a page states its access prerequisites
 )
 
 

@@ -42,7 +42,6 @@ SEVERITY_WORDS = {
     "warning": "warning: a message in the on-call channel, for working hours unless it gets worse",
     "none": "none: no person is notified",
 }
-STORES = ("handbook_alert_context", "handbook_access")
 
 
 def grafana_url() -> str:
@@ -387,25 +386,6 @@ class AccessDirective(SphinxDirective):
         return [box]
 
 
-def init(app: Sphinx) -> None:
-    for name in STORES:
-        if not hasattr(app.env, name):
-            setattr(app.env, name, {})
-
-
-def purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
-    for name in STORES:
-        getattr(env, name).pop(docname, None)
-
-
-def merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildEnvironment) -> None:
-    for name in STORES:
-        theirs = getattr(other, name)
-        for docname in docnames:
-            if docname in theirs:
-                getattr(env, name)[docname] = theirs[docname]
-
-
 def check_pages(app: Sphinx, env: BuildEnvironment) -> None:
     """Every runbook gives every alert it serves its context, and states its access once."""
     for docname, served in env.handbook_runbooks.items():
@@ -427,7 +407,4 @@ def check_pages(app: Sphinx, env: BuildEnvironment) -> None:
 def setup(app: Sphinx) -> None:
     app.add_directive("alert-context", AlertContextDirective)
     app.add_directive("access", AccessDirective)
-    app.connect("builder-inited", init, priority=100)
-    app.connect("env-purge-doc", purge)
-    app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check_pages)
