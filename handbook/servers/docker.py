@@ -58,12 +58,12 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import accounts, cleanup, production, resp, scratch
+from . import accounts, cleanup, production, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, base_label_of
 from .pgbouncer import client_has_ssl
 from .ports import HOST, free_port
 from .postgres import DEFAULT_SETTINGS, MANAGED_SETTINGS, PG_STAT_STATEMENTS
-from .redis import RedisClient, setting_args
+from .redis import RedisClient, admin_client, reported_version, setting_args
 
 IMAGES_VAR = "HANDBOOK_DOCKER_IMAGES"
 DEFAULT_IMAGES = {
@@ -828,11 +828,8 @@ def start_redis(
             raise
     try:
         host, port = container.get_container_host_ip(), int(container._get_exposed_port(port))
-        (text,) = resp.call(
-            (host, port), ("INFO", "server"), user=accounts.REDIS_ADMIN, password=password
-        )
-        fields = resp.info(str(text))
-        version = fields.get("valkey_version") or fields.get("redis_version") or ""
+        with admin_client((host, port), password) as client:
+            version = reported_version(client)
     except BaseException as exc:
         _remove(container, home)
         cleanup.unregister(token)

@@ -49,7 +49,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accounts, cleanup, production, resp, scratch
+import redis
+
+from . import accounts, cleanup, production, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
 from .ports import HOST, free_port
 
@@ -57,6 +59,23 @@ SERVERS_VAR = "HANDBOOK_REDIS_SERVERS"
 SERVER_NAMES = ("redis-server", "valkey-server")
 CLIENT_NAMES = ("redis-cli", "valkey-cli")
 ADMIN = accounts.REDIS_ADMIN  # what the provider itself connects as (default is off)
+
+
+def admin_client(where: Path | tuple[str, int], password: str, timeout: float = 5.0) -> redis.Redis:
+    """redis-py as the provider's admin, on a Unix socket or (host, port)."""
+    common = {"username": ADMIN, "password": password, "socket_timeout": timeout}
+    if isinstance(where, tuple):
+        host, port = where
+        return redis.Redis(host=host, port=port, socket_connect_timeout=timeout, **common)
+    return redis.Redis(unix_socket_path=os.fspath(where), **common)
+
+
+def reported_version(client: redis.Redis) -> str:
+    """The version INFO reports: valkey_version on Valkey, redis_version otherwise."""
+    fields = client.info("server")
+    return str(fields.get("valkey_version") or fields.get("redis_version") or "")
+
+
 # Chosen by the provider: refused in start(settings=...).
 MANAGED_SETTINGS = (
     "port", "bind", "unixsocket", "unixsocketperm", "dir", "daemonize", "logfile",
@@ -342,9 +361,11 @@ class LocalRedis:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            with contextlib.suppress(OSError, resp.RespError):
-                reply = resp.call(self.socket, ("PING",), user=ADMIN, password=self.password)
-                if reply == ["PONG"]:
+            with (
+                contextlib.suppress(OSError, redis.RedisError),
+                admin_client(self.socket, self.password) as client,
+            ):
+                if client.ping():
                     return True
             time.sleep(0.01)
         self._fail(f"did not answer PING within {START_TIMEOUT} s")
@@ -366,9 +387,8 @@ class LocalRedis:
         )
 
     def _reported_version(self) -> str:
-        (text,) = resp.call(self.socket, ("INFO", "server"), user=ADMIN, password=self.password)
-        fields = resp.info(str(text))
-        return fields.get("valkey_version") or fields.get("redis_version") or self.install.version
+        with admin_client(self.socket, self.password) as client:
+            return reported_version(client) or self.install.version
 
     def _server(self, version: str) -> Server:
         assert self.proc is not None and self.scratch is not None
@@ -402,11 +422,11 @@ class LocalRedis:
             return
         try:
             if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(OSError, resp.RespError):
-                    resp.call(
-                        self.socket, ("SHUTDOWN", "NOSAVE"),
-                        user=ADMIN, password=self.password, timeout=2,
-                    )  # fmt: skip
+                with (
+                    contextlib.suppress(OSError, redis.RedisError),
+                    admin_client(self.socket, self.password, timeout=2) as client,
+                ):
+                    client.shutdown(nosave=True)
                 cleanup.end_process(self.proc)
         finally:
             scratch.remove(self.scratch)
