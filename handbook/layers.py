@@ -18,7 +18,7 @@ from pathlib import Path
 from handbook.paths import rel
 
 # Importable from anywhere; they import only each other.
-FOUNDATION = ("paths", "yamlfile", "snippet", "report", "site")
+FOUNDATION = ("paths", "yamlfile", "snippet", "report", "site", "markdown")
 # Subpackages on top of everything: they may import anything and nothing imports them.
 # (Every top-level module that is not a foundation module is on top too.)
 ON_TOP = ("sphinxext",)

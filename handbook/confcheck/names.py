@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from handbook.markdown import lines_outside_fences
 from handbook.paths import CONF, DOCS, SNIPPETS, rel
 from handbook.yamlfile import Finding
 from handbook.yamlfile import line as line_of
@@ -50,7 +51,6 @@ SETTING_WITH_VALUE = re.compile(r"(?P<name>[a-z][a-z0-9_.-]*)\s*(=\s*|\s+)\S.*")
 # Labels every series has, or that PromQL creates, whose values no file lists.
 OPEN_LABELS = {"instance", "route", "code", "method", "le", "quantile", "reason", "pool"}
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(?P<code>.+?)(?<!`)\1(?!`)")
-FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})")
 
 
 @dataclass(frozen=True)
@@ -411,21 +411,11 @@ def _walk(node: dict, labels: dict[str, str]) -> list[str]:
 
 def code_spans(text: str) -> list[tuple[int, str]]:
     """(line, content) of every inline code span outside fenced blocks and directives."""
-    spans, fence = [], None
-    for number, line in enumerate(text.splitlines(), start=1):
-        opener = FENCE.match(line)
-        if opener:
-            marker = opener.group(1)
-            if fence is None:
-                fence = marker
-            elif marker[0] == fence[0] and len(marker) >= len(fence):
-                fence = None
-            continue
-        if fence is not None:
-            continue
-        for match in CODE_SPAN.finditer(line):
-            spans.append((number, match["code"].strip()))
-    return spans
+    return [
+        (number, match["code"].strip())
+        for number, line in lines_outside_fences(text)
+        for match in CODE_SPAN.finditer(line)
+    ]
 
 
 def citations(

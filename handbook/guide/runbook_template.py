@@ -19,6 +19,7 @@ import re
 import sys
 from pathlib import Path
 
+from handbook.markdown import lines_outside_fences
 from handbook.paths import DOCS, ROOT, rel
 
 SECTIONS = (
@@ -31,7 +32,6 @@ SECTIONS = (
 )
 TEMPLATE = ROOT / "conf" / "templates" / "runbook.md"
 HEADING = re.compile(r"^##\s+(?P<title>.+?)\s*#*\s*$")
-FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})")
 
 
 def runbook_pages(docs: Path = DOCS) -> list[Path]:
@@ -40,19 +40,11 @@ def runbook_pages(docs: Path = DOCS) -> list[Path]:
 
 def headings(text: str) -> list[tuple[int, str]]:
     """(line, title) of each level-2 heading outside fenced blocks."""
-    found, fence = [], None
-    for number, line in enumerate(text.splitlines(), start=1):
-        opener = FENCE.match(line)
-        if opener:
-            marker = opener.group(1)
-            if fence is None:
-                fence = marker
-            elif marker[0] == fence[0] and len(marker) >= len(fence):
-                fence = None
-            continue
-        if fence is None and (match := HEADING.match(line)):
-            found.append((number, match["title"]))
-    return found
+    return [
+        (number, match["title"])
+        for number, line in lines_outside_fences(text)
+        if (match := HEADING.match(line))
+    ]
 
 
 def check_text(text: str, where: str) -> list[str]:
