@@ -343,13 +343,29 @@ class NotApplicableAnywhere(SnippetTestItem):
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``pg_server`` / ``redis_server`` arguments run the test once per local or Docker label."""
-    for kind in ("pg", "redis"):
-        fixture = f"{kind}_server"
-        if fixture in metafunc.fixturenames:
-            pool: ServerPool = metafunc.config.stash[POOL]
-            labels = [c.label for c in pool.candidates(kind) if not c.read_only]
-            metafunc.parametrize(fixture, labels, indirect=True, scope="session")
+    """``pg_server`` / ``redis_server`` arguments run the test once per local or Docker label.
+
+    A test that takes both runs once per pair, not per combination: the labels are
+    paired in order, the shorter list starting over, so that every PostgreSQL and every
+    Redis version serves at least once without the product of the two lists (with the
+    Docker matrix that product made the suite several times longer).
+    """
+    pool: ServerPool = metafunc.config.stash[POOL]
+    wanted = [k for k in ("pg", "redis") if f"{k}_server" in metafunc.fixturenames]
+    labels = {k: [c.label for c in pool.candidates(k) if not c.read_only] for k in wanted}
+    if len(wanted) == 2 and all(labels.values()):
+        pgs, redises = labels["pg"], labels["redis"]
+        pairs = [
+            (pgs[i % len(pgs)], redises[i % len(redises)])
+            for i in range(max(len(pgs), len(redises)))
+        ]
+        metafunc.parametrize(
+            ("pg_server", "redis_server"), pairs, indirect=True, scope="session",
+            ids=[f"{pg}-{redis}" for pg, redis in pairs],
+        )  # fmt: skip
+        return
+    for kind in wanted:
+        metafunc.parametrize(f"{kind}_server", labels[kind], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
