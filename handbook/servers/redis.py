@@ -49,8 +49,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from . import accounts, cleanup, production, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, major_of
 from .ports import HOST, free_port
@@ -61,8 +59,15 @@ CLIENT_NAMES = ("redis-cli", "valkey-cli")
 ADMIN = accounts.REDIS_ADMIN  # what the provider itself connects as (default is off)
 
 
-def admin_client(where: Path | tuple[str, int], password: str, timeout: float = 5.0) -> redis.Redis:
-    """redis-py as the provider's admin, on a Unix socket or (host, port)."""
+def admin_client(where: Path | tuple[str, int], password: str, timeout: float = 5.0):
+    """redis-py as the provider's admin, on a Unix socket or (host, port).
+
+    redis-py is imported here, not at the top: ``handbook.servers.images`` (run by
+    ``.ci/run`` with the system Python, before any virtualenv exists) imports this
+    package and must need nothing but the standard library.
+    """
+    import redis
+
     common = {"username": ADMIN, "password": password, "socket_timeout": timeout}
     if isinstance(where, tuple):
         host, port = where
@@ -70,7 +75,14 @@ def admin_client(where: Path | tuple[str, int], password: str, timeout: float = 
     return redis.Redis(unix_socket_path=os.fspath(where), **common)
 
 
-def reported_version(client: redis.Redis) -> str:
+def redis_error() -> type[Exception]:
+    """redis-py's base error (imported when a client is used, as in admin_client)."""
+    import redis
+
+    return redis.RedisError
+
+
+def reported_version(client) -> str:
     """The version INFO reports: valkey_version on Valkey, redis_version otherwise."""
     fields = client.info("server")
     return str(fields.get("valkey_version") or fields.get("redis_version") or "")
@@ -362,7 +374,7 @@ class LocalRedis:
             if self.proc.poll() is not None:
                 return False
             with (
-                contextlib.suppress(OSError, redis.RedisError),
+                contextlib.suppress(OSError, redis_error()),
                 admin_client(self.socket, self.password) as client,
             ):
                 if client.ping():
@@ -423,7 +435,7 @@ class LocalRedis:
         try:
             if self.proc is not None and self.proc.poll() is None:
                 with (
-                    contextlib.suppress(OSError, redis.RedisError),
+                    contextlib.suppress(OSError, redis_error()),
                     admin_client(self.socket, self.password, timeout=2) as client,
                 ):
                     client.shutdown(nosave=True)
