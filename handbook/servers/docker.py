@@ -828,8 +828,8 @@ def start_redis(
             raise
     try:
         host, port = container.get_container_host_ip(), int(container._get_exposed_port(port))
-        with admin_client((host, port), password) as client:
-            version = reported_version(client)
+        with admin_client((host, port), password) as connection:  # client: the redis-cli
+            version = reported_version(connection)
     except BaseException as exc:
         _remove(container, home)
         cleanup.unregister(token)
