@@ -51,6 +51,7 @@ from handbook.prometheus.ruletests import (
 )
 from handbook.prometheus.tools import ToolMissing, require_tool
 from handbook.pytest_plugin import unavailable
+from handbook.servers import cleanup
 from handbook.site import DEFAULT_BASE_URL
 from handbook.yamlfile import ConfigError, report
 
@@ -741,11 +742,7 @@ def alertmanager(tmp_path):
         yield url
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        cleanup.end_process(process, timeout=10)  # then SIGTERM again, then SIGKILL
 
 
 def _post(url: str, payload: list[dict]) -> None:

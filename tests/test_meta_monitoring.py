@@ -45,6 +45,7 @@ from handbook.prometheus.promtool import promtool_test_rules
 from handbook.prometheus.ruletests import ABSENCE_CASES, ALWAYS_CASES, rule_test_files
 from handbook.prometheus.tools import ToolMissing, require_tool
 from handbook.pytest_plugin import POOL, unavailable
+from handbook.servers import cleanup
 from handbook.servers.ports import free_port
 
 pytestmark = [pytest.mark.covers("20.1")]
@@ -254,11 +255,7 @@ def running_alertmanager(tmp_path: Path, config: Path):
         yield url
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        cleanup.end_process(process, timeout=10)  # then SIGTERM again, then SIGKILL
 
 
 def _get(url: str) -> bytes | None:
