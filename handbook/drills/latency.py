@@ -38,6 +38,7 @@ API_APP = "erpgo-api"
 T = TypeVar("T")
 SLOW_REDIS_PATTERN = "erpgo:cache:user:42:*"  # matches nothing, yet reads every key
 REDIS_KEYS = 200_000
+SCAN_GROWTH_ROUNDS = 4  # up to 1.6 million keys, about 150 MB
 SLEEP_SECONDS = "0.25"
 
 GROW_ORDERS_SQL = f"""
@@ -206,14 +207,14 @@ def idle_for(env: dict[str, str], pid: int) -> float:
 # -- Redis -----------------------------------------------------------------------------
 
 
-def fill_product_cache(server: Server) -> None:
-    """REDIS_KEYS cached products, then statistics, slow log and latency history cleared."""
+def fill_product_cache(server: Server, start: int = 1, count: int = REDIS_KEYS) -> None:
+    """``count`` more cached products, then statistics, slow log and latency history cleared."""
     script = (
-        "for i = 1, tonumber(ARGV[1]) do "
+        "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do "
         "redis.call('SET', 'erpgo:cache:product:' .. i, 'p' .. i) end return 1"
     )
     with redis_client(server) as client:
-        client.eval(script, 0, str(REDIS_KEYS))
+        client.eval(script, 0, str(start), str(start + count - 1))
         client.slowlog_reset()
         client.execute_command("LATENCY", "RESET")
         client.config_resetstat()
@@ -237,10 +238,28 @@ def redis_debug_settings(server_major: tuple[int, ...]) -> dict[str, str]:
 
 
 def redis_key_scan(server: Server, calls: int = 3) -> None:
-    """The incident: code that lists cache keys with KEYS, blocking Redis while it runs."""
-    with redis_client(server, client_name=BATCH_APP) as client:
-        for _ in range(calls):
-            client.keys(SLOW_REDIS_PATTERN)
+    """The incident: code that lists cache keys with KEYS, blocking Redis while it runs.
+
+    Whether a KEYS call passes the slow log's 10 ms depends on the machine and the
+    server (Valkey 8.1 walks 200,000 keys in about that time on a fast core), so the
+    cache grows until the call is slow here too, as it did in the incident: polled on
+    the server's own slow log, up to SCAN_GROWTH_ROUNDS doublings.
+    """
+    keys = REDIS_KEYS
+    for round_ in range(1, SCAN_GROWTH_ROUNDS + 1):
+        with redis_client(server, client_name=BATCH_APP) as client:
+            for _ in range(calls):
+                client.keys(SLOW_REDIS_PATTERN)
+            logged = [str(entry["command"]) for entry in client.slowlog_get(128)]
+        if any(command.upper().startswith(("KEYS", "B'KEYS")) for command in logged):
+            return
+        if round_ < SCAN_GROWTH_ROUNDS:
+            fill_product_cache(server, start=keys + 1, count=keys)
+            keys *= 2
+    raise DrillError(
+        f"KEYS over {keys:,} keys never passed the slow log's threshold: is"
+        " slowlog-log-slower-than still 10000 (conf/redis/redis.conf)?"
+    )
 
 
 def redis_stall(server: Server) -> None:
