@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -263,6 +264,30 @@ def test_a_docker_server_listens_on_loopback_and_is_labelled_with_the_run(pool, 
         query, env=env, capture_output=True, text=True, timeout=30, check=True
     ).stdout.split()[-1]
     assert shown == expected, (query, shown, expected)
+
+
+@pytest.mark.parametrize("kind", ["pg", "redis"])
+def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(engine, kind, monkeypatch):
+    """Another program takes the free port chosen for a container: a fresh port, not a failure."""
+    if not provider.host_network():
+        pytest.skip("only on the host's network does the provider choose the port")
+    label = next((label for label in MAPPED if label.startswith(kind)), None)
+    if label is None:
+        unavailable(f"{provider.IMAGES_VAR} maps no {kind} image")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        real = provider.free_port
+        monkeypatch.setattr(provider, "free_port", lambda: next(ports, None) or real())
+        pool = ServerPool(pg="docker", redis="docker", reap=False)
+        try:
+            server = pool.get(label)
+            assert server.port != busy
+            assert server.env("admin"), "the retried server answers"
+        finally:
+            pool.stop_all()
 
 
 SNIPPET = """\

@@ -483,6 +483,26 @@ def _start(container, image: str, token: int) -> None:
         raise error from exc
 
 
+def _start_on_a_free_port(image: str, on_host: bool, default_port: int, prepare):
+    """Start the container ``prepare(port)`` returns as ``(container, token, state)``.
+
+    On the host's network the port is a free one, which another program can take between
+    choosing it and the server binding it: then a fresh port, up to START_ATTEMPTS.
+    Returns ``(port, container, token, state)``.
+    """
+    for attempt in range(START_ATTEMPTS):
+        port = free_port() if on_host else default_port
+        container, token, state = prepare(port)
+        try:
+            _start(container, image, token)
+            return port, container, token, state
+        except ServerStartError as exc:
+            if on_host and attempt + 1 < START_ATTEMPTS and getattr(exc, "port_taken", False):
+                continue
+            raise
+    raise AssertionError("unreachable: the last attempt raises")
+
+
 # -- as production runs: conf/'s files in a host dir the container shares -----------
 
 
@@ -658,9 +678,9 @@ def start_pg(
     label = label or _label_of("pg", image)
     _prepare()
     on_host = host_network()
-    for attempt in range(START_ATTEMPTS):
+
+    def prepare(port: int):
         password, passwords = secrets.token_hex(16), accounts.pg_passwords()
-        port = free_port() if on_host else 5432
         merged = {
             **({"listen_addresses": HOST, "port": str(port)} if on_host else {}),
             **DEFAULT_SETTINGS,
@@ -684,13 +704,10 @@ def start_pg(
             )
             container.with_command(["postgres", "-c", f"config_file={conf}"])
         container.waiting_for(_ready(["pg_isready", "--quiet", "--host", HOST]))
-        try:
-            _start(container, image, token)
-            break
-        except ServerStartError as exc:
-            if on_host and attempt + 1 < START_ATTEMPTS and getattr(exc, "port_taken", False):
-                continue
-            raise
+        return container, token, (password, passwords, datadir, tls)
+
+    port, container, token, state = _start_on_a_free_port(image, on_host, 5432, prepare)
+    password, passwords, datadir, tls = state
     try:
         # The same set-up as local servers (accounts.py): roles.sql and the passwords.
         script = accounts.pg_script(passwords)
@@ -787,7 +804,8 @@ def start_redis(
     extra = setting_args(settings)  # refuses the settings the provider owns
     valkey = product == "Valkey"
     program = "valkey-server" if valkey else "redis-server"
-    for attempt in range(START_ATTEMPTS):
+
+    def prepare(port: int):
         # users.acl with passwords made up for this server: the same users as local servers.
         secrets_ = accounts.redis_passwords()
         passwords = accounts.redis_user_passwords(secrets_)
@@ -796,7 +814,6 @@ def start_redis(
             arg for line in accounts.redis_acl(secrets_).splitlines() if line.strip()
             for arg in ("--user", *line.split()[1:])
         ]  # fmt: skip
-        port = free_port() if on_host else 6379
         command = [
             program, "--port", str(port), *(["--bind", HOST] if on_host else []),
             "--save", "", "--appendonly", "no", *users, *extra,
@@ -819,13 +836,10 @@ def start_redis(
         ]  # fmt: skip
         container.waiting_for(_ready(ping))
         token = cleanup.register(f"container {image}", lambda c=container, h=home: _remove(c, h))
-        try:
-            _start(container, image, token)
-            break
-        except ServerStartError as exc:
-            if on_host and attempt + 1 < START_ATTEMPTS and getattr(exc, "port_taken", False):
-                continue
-            raise
+        return container, token, (password, passwords, home)
+
+    port, container, token, state = _start_on_a_free_port(image, on_host, 6379, prepare)
+    password, passwords, home = state
     try:
         host, port = container.get_container_host_ip(), int(container._get_exposed_port(port))
         with admin_client((host, port), password) as connection:  # client: the redis-cli
