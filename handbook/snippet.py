@@ -27,6 +27,7 @@ RUNS = ("script", "paste")
 TOP_LEVEL_EXIT = re.compile(r"^(exit\b|set\s+(-\w*e|-o\s+errexit))")
 VIAS = ("pgbouncer",)  # how a snippet reaches PostgreSQL when not directly
 MODES = ("read-only", "writes")
+CHOICES = {"mode": MODES, "run": RUNS, "via": VIAS}  # header keys with a fixed set of values
 NEEDS = ("pg", "redis")
 HEADER_LINE = re.compile(r"^(?P<key>[a-z][a-z-]*):\s*(?P<value>.*)$")
 REQUIREMENT = re.compile(r"^(?P<kind>pg|redis)\s*(?P<op>>=|<=|==|>|<)\s*(?P<version>\d+(\.\d+)?)$")
@@ -150,12 +151,13 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         raise SnippetError(f"{where}: unknown header key {key!r}: known keys are {', '.join(KEYS)}")
     if not value:
         raise SnippetError(f"{where}: header key {key!r} has no value")
-    if key == "page":
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            choices = ", ".join(CHOICES[key])
+            raise SnippetError(f"{where}: {key} must be one of {choices}, not {value!r}")
+        setattr(snippet, key, value)
+    elif key == "page":
         snippet.page = value
-    elif key == "mode":
-        if value not in MODES:
-            raise SnippetError(f"{where}: mode must be one of {', '.join(MODES)}, not {value!r}")
-        snippet.mode = value
     elif key == "requires":
         for part in value.split(","):
             match = REQUIREMENT.match(part.strip())
@@ -180,14 +182,6 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         snippet.verified_by = value
     elif key == "user":
         snippet.user = value
-    elif key == "run":
-        if value not in RUNS:
-            raise SnippetError(f"{where}: run must be one of {', '.join(RUNS)}, not {value!r}")
-        snippet.run = value
-    elif key == "via":
-        if value not in VIAS:
-            raise SnippetError(f"{where}: via must be one of {', '.join(VIAS)}, not {value!r}")
-        snippet.via = value
     elif key == "mask":
         try:
             snippet.masks.append(re.compile(value))
