@@ -19,7 +19,7 @@ KINDS = {".sql": "sql", ".sh": "shell", ".redis": "redis", ".promql": "promql"}
 COMMENT = {"sql": "--", "shell": "#", "redis": "#", "promql": "#"}
 KEYS = (
     "page", "mode", "requires", "extension", "needs", "lint-only", "verified-by", "mask", "user",
-    "via", "run",
+    "via", "run", "changes",
 )  # fmt: skip
 # How a reader runs a shell snippet: a script (bash <file>; it stops at the first failure)
 # or pasted into a terminal (then it never ends the reader's shell: no set -e, no exit).
@@ -78,6 +78,9 @@ class Snippet:
     # "pgbouncer": it connects as the application does, through conf/pgbouncer's pooler.
     via: str | None = None
     run: str = "script"  # shell snippets: "script" or "paste" (RUNS)
+    # A 'mode: writes' snippet: what running it changes, in a reader's words (the pages
+    # show it as "This changes ..."); "nothing: ..." when it only needs a writing login.
+    changes: str | None = None
     body_start: int = 2  # 1-based line of the first body line
     header: dict[str, int] = field(default_factory=dict)  # key -> its (last) line in the file
     name: str = ""  # project-relative path used in every message: "snippets/sql/x.sql"
@@ -182,6 +185,8 @@ def _apply(snippet: Snippet, key: str, value: str, where: str) -> None:
         snippet.verified_by = value
     elif key == "user":
         snippet.user = value
+    elif key == "changes":
+        snippet.changes = value
     elif key == "mask":
         try:
             snippet.masks.append(re.compile(value))
@@ -212,6 +217,11 @@ def _check(snippet: Snippet, lines: list[str], where: str) -> None:
                 f"{where}:2: say what the snippet talks to: '# needs: pg', '# needs: redis', or "
                 "'# lint-only: <why it cannot run here>'"
             )
+    if snippet.changes and snippet.read_only:
+        raise SnippetError(
+            f"{where}:{snippet.header['changes']}: 'changes:' says what a 'mode: writes' "
+            "snippet changes; a read-only one changes nothing: drop the line"
+        )
     if snippet.lint_only and snippet.kind != "shell":
         line = snippet.header["lint-only"]
         raise SnippetError(f"{where}:{line}: only shell snippets can be lint-only")
