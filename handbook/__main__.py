@@ -1,10 +1,10 @@
-"""``python -m handbook COMMAND``: the handbook's commands (``diagnose``)."""
+"""``python -m handbook COMMAND``: the handbook's commands (``diagnose``, ``respond``)."""
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("diagnose",)
+COMMANDS = ("diagnose", "respond")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         print(f"usage: python -m handbook {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
+    if args[0] == "respond":
+        from handbook.incident.respond import main as respond
+
+        return respond(args[1:])
     from handbook.incident.diagnose import main as diagnose
 
     return diagnose(args[1:])

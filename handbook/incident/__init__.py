@@ -6,7 +6,9 @@ each) and maps an alert to its runbook by the rules' ``runbook_url``; ``verdicts
 the rules that name a cause from a step's result (pool above 90 %, a blocker found, a
 hit rate under 70 %); ``diagnose`` runs the steps through ``handbook.runners`` against
 the servers the engineer points it at and writes the findings as text, markdown or
-JSON (``handbook diagnose``, ``python -m handbook diagnose``).
+JSON (``handbook diagnose``, ``python -m handbook diagnose``); ``respond`` is Alertmanager's
+webhook receiver (``handbook respond``): it runs ``diagnose`` for each firing alert and
+writes an incident note.
 
 May import: paths, snippet, site, yamlfile, runners.
 """

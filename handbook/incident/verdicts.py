@@ -2,8 +2,8 @@
 
 Each rule reads the step's output and returns the cause it found, or None. Only the
 thresholds the runbooks state are rules here: the pool above 90 % of
-``max_connections``, sessions idle in a transaction, a lock blocker, a Redis hit rate
-under 70 %.
+``max_connections``, sessions idle in a transaction, a lock blocker, a login attack
+the authentication runbook's thresholds classify, a Redis hit rate under 70 %.
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ def _blockers(output: str) -> str | None:
     return f"a lock blocker found: pid {', '.join(blockers)} blocks {len(rows)} session(s)"
 
 
+def _attacks(output: str) -> str | None:
+    rows = (tables(output) or [[]])[-1]
+    if not rows:
+        return None
+    named = [
+        f"{r.get('attack', '?')} from {r.get('source', '?')} on {r.get('target', '?')} "
+        f"({r.get('failures', '?')} failures)"
+        for r in rows
+    ]
+    return "login attack: " + "; ".join(named)
+
+
 def _hit_rate(output: str) -> str | None:
     found = re.search(r"hit_rate=([\d.]+)%", output)
     if found and float(found[1]) < HIT_RATE_FLOOR:
@@ -55,6 +67,7 @@ RULES: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "sql/pool/connections_by_state.sql": (f"pct_used above {POOL_LIMIT:.0f} %", _pool),
     "sql/pool/idle_in_transaction.sql": ("any session idle in transaction", _leaks),
     "sql/locks/blocking_locks.sql": ("any session blocked by another", _blockers),
+    "sql/auth/classify_attacks.sql": ("any attack the page's thresholds classify", _attacks),
     "shell/cache/hit_rate.sh": (f"hit_rate under {HIT_RATE_FLOOR:.0f} %", _hit_rate),
 }
 
