@@ -33,15 +33,18 @@ SHARED = "erpgo"
 MIGRATION_OWNER = "erpgo_migrate"  # conf/postgresql/roles.sql
 
 
-def psql(server: Server, sql: str, database: str = "postgres") -> str:
-    env = server.env("admin") | {"PGDATABASE": database}
-    result = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        env=env,
+def _psql(server: Server, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *args],
+        env=server.env("admin") | {"PGDATABASE": database},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def psql(server: Server, sql: str, database: str = "postgres") -> str:
+    result = _psql(server, database, "-At", "-c", sql)
     if result.returncode != 0:
         raise RuntimeError(f"{server.label}: {sql!r} failed: {result.stderr.strip()}")
     return result.stdout
@@ -49,14 +52,7 @@ def psql(server: Server, sql: str, database: str = "postgres") -> str:
 
 def grants(server: Server, database: str) -> None:
     """Run conf/postgresql/roles.sql in ``database``, as production's DBA does."""
-    env = server.env("admin") | {"PGDATABASE": database}
-    result = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(accounts.ROLES_SQL)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _psql(server, database, "-f", str(accounts.ROLES_SQL))
     if result.returncode != 0:
         raise RuntimeError(f"{server.label}: {rel(accounts.ROLES_SQL)} failed: {result.stderr}")
 

@@ -47,8 +47,25 @@ def base_label_of(kind: str, product: str, version: str) -> str:
     return prefix + ".".join(str(p) for p in major_of(kind, version))
 
 
+class _Versioned:
+    """What a server's kind, product and version say: for servers and candidates alike."""
+
+    kind: str
+    product: str
+    version: str
+
+    @property
+    def major(self) -> tuple[int, ...]:
+        """(15,) for PostgreSQL 15.18; (7, 0) for Redis 7.0.15: the part labels use."""
+        return major_of(self.kind, self.version)
+
+    @property
+    def base_label(self) -> str:
+        return base_label_of(self.kind, self.product, self.version)
+
+
 @dataclass
-class Server:
+class Server(_Versioned):
     kind: str  # "pg" or "redis"
     product: str  # "PostgreSQL", "Redis", "Valkey"
     version: str  # as the server reports it: "15.18", "7.0.15"
@@ -73,15 +90,6 @@ class Server:
     # Every account conf/ defines that can log in, by user name: its PG* or REDIS_URL/
     # REDISCLI_AUTH variables (external servers: only the one the variable names).
     accounts: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
-
-    @property
-    def major(self) -> tuple[int, ...]:
-        """(15,) for PostgreSQL 15.18; (7, 0) for Redis 7.0.15: the part labels use."""
-        return major_of(self.kind, self.version)
-
-    @property
-    def base_label(self) -> str:
-        return base_label_of(self.kind, self.product, self.version)
 
     def describe(self) -> str:
         return f"{self.product} {self.version}, {self.provider}"
@@ -120,7 +128,7 @@ class Server:
 
 
 @dataclass
-class Candidate:
+class Candidate(_Versioned):
     """Something a provider can start, known without starting it (labels at collection)."""
 
     kind: str
@@ -133,11 +141,3 @@ class Candidate:
     features: frozenset[str] = frozenset()  # what a started server will have
     read_only: bool = False  # external servers: nothing that writes runs there
     label: str = ""  # set by the pool
-
-    @property
-    def major(self) -> tuple[int, ...]:
-        return major_of(self.kind, self.version)
-
-    @property
-    def base_label(self) -> str:
-        return base_label_of(self.kind, self.product, self.version)
