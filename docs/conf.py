@@ -1,5 +1,7 @@
 """Sphinx configuration for the ERPGo Operations Handbook (logic lives in ``handbook``)."""
 
+from importlib.metadata import version as package_version
+
 from handbook.site import base_url
 
 # -- Project ------------------------------------------------------------------
@@ -32,6 +34,11 @@ html_theme = "furo"
 html_title = project
 html_static_path = ["_static"]
 html_favicon = "_static/favicon.svg"
+# The first-five-minutes box, snippet marks and badges, tables and code that fit the
+# column, the diagram in dark mode (each rule says what it is for).
+html_css_files = ["handbook.css"]
+# Links out: $HANDBOOK_PROMETHEUS_URL, $HANDBOOK_GRAFANA_URL and $HANDBOOK_SOURCE_URL,
+# with production's addresses as defaults (handbook/sphinxext/links.py).
 # Where the site is published; the alert rules link to pages under it.
 html_baseurl = base_url()  # $HANDBOOK_BASE_URL, or the default in handbook/site.py
 graphviz_output_format = "svg"
@@ -41,19 +48,21 @@ copybutton_exclude = ".linenos, .gp, .go"
 
 # -- PDF (tox -e pdf: docs/_build/latex/erpgo-handbook.pdf) -----------------------------
 # pdflatex with the TeX packages .ci/run installs (README.md lists them), Sphinx's default fonts.
+# The layout of tables, parts and runbook pages is handbook/sphinxext/latex.py; the TeX side
+# is docs/_static/handbook-pdf.sty. tests/test_pdf.py holds the PDF to both.
+release = package_version("erpgo-handbook")  # the title page and each page head show it
 latex_documents = [("index", "erpgo-handbook.tex", project, author, "manual")]
+latex_additional_files = ["_static/handbook-pdf.sty"]
+latex_show_pagerefs = True  # "(page 27)" after each cross-reference: paper has no links
 latex_elements = {
     "papersize": "a4paper",
     "pointsize": "10pt",
-    # Characters the pages use that pdflatex does not map by itself.
-    "preamble": r"""
-\DeclareUnicodeCharacter{2192}{\ensuremath{\rightarrow}}
-\DeclareUnicodeCharacter{00D7}{\ensuremath{\times}}
-\DeclareUnicodeCharacter{2264}{\ensuremath{\leq}}
-\DeclareUnicodeCharacter{2265}{\ensuremath{\geq}}
-\DeclareUnicodeCharacter{2248}{\ensuremath{\approx}}
-""",
-    # Long commands wrap inside the code frame instead of running off the page.
-    "sphinxsetup": "verbatimwrapslines=true, verbatimforcewraps=true, verbatimmaxunderfull=0",
+    # One-sided: no blank page after the title or before a chapter.
+    "extraclassoptions": "openany,oneside",
+    "releasename": "Version",
+    "preamble": r"\usepackage{handbook-pdf}",
+    # Long code lines wrap at a space or punctuation; only a line with no such place
+    # within reach is cut mid-token (verbatimforcewraps), so nothing runs off the frame.
+    "sphinxsetup": "verbatimwrapslines=true, verbatimforcewraps=true, verbatimmaxoverfull=1",
 }
 latex_show_urls = "footnote"

@@ -7,6 +7,8 @@ from handbook.sphinxext import (
     configuration,
     diagrams,
     docstore,
+    firstfive,
+    latex,
     literal_blocks,
     maintenance,
     oncall,
@@ -32,6 +34,8 @@ def setup(app: Sphinx) -> dict:
     recovery.setup(app)
     servers.setup(app)
     oncall.setup(app)
+    firstfive.setup(app)
     maintenance.setup(app)
+    latex.setup(app)  # the PDF's layout (LaTeX builder only)
     # env_version: bump when what the extension keeps in the environment changes
     return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}

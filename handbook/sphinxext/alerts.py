@@ -25,6 +25,7 @@ from sphinx.util.docutils import SphinxDirective
 from handbook.paths import rel
 from handbook.prometheus import alerts as rules
 from handbook.prometheus import metrics
+from handbook.sphinxext import links
 from handbook.yamlfile import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ def table(columns: list[int], header: list[str] | None, rows: list[nodes.row]) -
     return nodes.table("", group, classes=["handbook-alert"])
 
 
+TEMPLATE = re.compile(r"\{\{\s*\$(?:labels\.(?P<label>\w+)|(?P<value>value))[^}]*\}\}")
+
+
+def placeholders(text: str) -> str:
+    """An annotation as a reader can read it: ``{{ $labels.service }}`` -> ``<service>``,
+    ``{{ $value | humanizePercentage }}`` -> ``<value>``."""
+    return TEMPLATE.sub(lambda m: f"<{m['label'] or 'value'}>", text)
+
+
 def threshold_text(alert: rules.Alert) -> str:
     return str(alert.threshold) if alert.threshold else "(see expression)"
 
@@ -91,19 +101,32 @@ class AlertDirective(SphinxDirective):
         alert = alerts[name]
         served = self.env.handbook_runbooks.setdefault(self.env.docname, [])
         served.append(name)
-        expr = nodes.literal_block(alert.expr, alert.expr, language="promql")
+        text = alert.expr.strip()
+        expr = nodes.literal_block(text, text, language="text")
         expr["source"] = str(alert.source)  # included from conf/: the build accepts it
-        expr["language"] = "text"
         self.set_source_info(expr)
+        where = f"{rel(alert.source)}, line {alert.line}"
         rows = [
-            field_row("Alert", nodes.literal(text=alert.name)),
-            field_row("Severity", nodes.Text(alert.severity)),
-            field_row("Fires when", nodes.literal(text=threshold_text(alert))),
-            field_row("For", nodes.Text(alert.for_)),
-            field_row("Summary", nodes.Text(alert.summary)),
-            field_row("Rule", nodes.Text(f"{rel(alert.source)}, line {alert.line}")),
+            field_row(
+                "Alert",
+                nodes.literal(text=alert.name),
+                nodes.Text(
+                    f" ({alert.severity}; fires when the expression holds for {alert.for_})"
+                ),
+            ),
+            field_row("Summary", nodes.Text(placeholders(alert.summary))),
+            field_row(
+                "Rule",
+                links.external(where, links.source_line(rel(alert.source), alert.line)),
+                nodes.Text(" \u00b7 "),
+                links.external(
+                    "open in Prometheus", links.prometheus_graph(alert.expr), "handbook-prometheus"
+                ),
+            ),
         ]
-        return [table([20, 80], None, rows), expr]
+        # The whole expression, threshold included, under the rows (wrapped, never cut).
+        shown = table([20, 80], None, rows)
+        return [shown, nodes.container("", expr, classes=["handbook-alert-expr"])]
 
 
 class AlertTableDirective(SphinxDirective):

@@ -4,8 +4,16 @@
     ```
 
 renders the snippet's body (the header lines are for the tests, not the reader),
-captioned with its first-line comment, followed by a note from the last test run's
-``build/verification.json``: where it ran, or that it is lint-only and why.
+captioned with its first-line comment, in a block (``div.handbook-snippet``) that
+carries two marks above the code:
+
+- its **mode** (``mode:`` header): "Read-only", or "Changes state" in the warning
+  colour with the one line of its ``changes:`` header ("This changes ...");
+- a **verification badge** from the last test run's ``build/verification.json``:
+  passed, failed, stale (changed since it ran) or not run, with the server versions,
+  the run's date and id, linked to the page that explains the verification. The full
+  sentence (:func:`verification_note`) is the badge's tooltip.
+
 Every snippet must be shown by the page its ``page:`` header names, and by no other.
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from docutils import nodes
@@ -26,13 +35,17 @@ from sphinx.util import logging
 from handbook import report as verification
 from handbook import snippet as snippets
 from handbook.paths import rel
-from handbook.sphinxext import docstore, verified
+from handbook.sphinxext import docstore, links, verified
 
 logger = logging.getLogger(__name__)
 
 LANGUAGES = {"sql": "sql", "shell": "bash", "redis": "text", "promql": "text"}
 PSQL_COMMAND = re.compile(r"(?:^|\s)\\[a-z]+\b", re.MULTILINE)  # \gset, \if, \gexec...
 PROVIDERS = {"local": "local", "docker": "Docker", "external": "external"}
+# Where a badge links: the page that says what "verified" means here.
+VERIFICATION_PAGE, VERIFICATION_ANCHOR = "verification", "how-this-handbook-is-verified"
+# A badge's outcome: its CSS class is handbook-badge-<outcome> (docs/_static/handbook.css).
+OUTCOMES = ("passed", "failed", "stale", "not-run")
 
 
 def project_root(app: Sphinx) -> Path:
@@ -115,6 +128,148 @@ def verification_note(snippet: snippets.Snippet, data: dict, root: Path | None =
     )
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a snippet's badge says: see the module docstring."""
+
+    outcome: str  # one of OUTCOMES
+    words: str  # the badge's own words: "Tested on PostgreSQL 15.20, 18.1"
+    when: str  # the run's date, "2026-12-03", or ""
+    run: str  # the run's id, or ""
+    note: str  # the full sentence: verification_note()
+
+
+def _date(data: dict, run: str) -> str:
+    return data.get("runs", {}).get(run, {}).get("started", "")[:10]
+
+
+def _versions(servers: list[str]) -> str:
+    """``["PostgreSQL 15.20", "PostgreSQL 18.1"]`` -> ``"PostgreSQL 15.20, 18.1"``."""
+    out: list[str] = []
+    last = ""
+    for server in servers:
+        name, _, version = server.rpartition(" ")
+        if name and name == last:
+            out.append(version)
+        else:
+            out.append(server)
+        last = name
+    return ", ".join(out)
+
+
+def verdict(snippet: snippets.Snippet, data: dict, root: Path | None = None) -> Verdict:
+    """The badge of a snippet as shown: the outcome the last runs recorded for this very
+    content (see :func:`verification_note`, whose sentence it carries)."""
+    if root is None:
+        root = Path(str(snippet.path.resolve())[: -len(snippet.name)])
+    note = verification_note(snippet, data, root)
+    if snippet.lint_only and snippet.verified_by:
+        tests = [f.strip() for f in snippet.verified_by.split(",") if f.strip()]
+        states = [verification.verified_by(data, snippet.name, t, root) for t in tests]
+        for wanted, words in (
+            ("failed", "Its test failed"),
+            ("passed", "Tested by " + ", ".join(Path(t).stem for t in tests)),
+            ("stale", "Changed since its test ran"),
+        ):
+            for state, record in states:
+                if state == wanted:
+                    run = record.get("run", "")
+                    return Verdict(wanted, words, _date(data, run), run, note)
+        return Verdict("not-run", "Not tested in this build", "", "", note)
+    if snippet.lint_only:
+        return Verdict("not-run", "Not run by the tests: syntax checked only", "", "", note)
+    entries = [e for e in data.get("entries", {}).values() if e["snippet"] == snippet.name]
+    current = [e for e in entries if verification.is_current(e, root)]
+    hashed = [e for e in entries if e.get("hash")]
+    if hashed and not current:
+        last = max(hashed, key=lambda e: e.get("time", ""))
+        run = last.get("run", "")
+        return Verdict("stale", "Changed since it was tested", _date(data, run), run, note)
+    if not current:
+        return Verdict("not-run", "Not tested in this build", "", "", note)
+    run = max((e.get("run", "") for e in current), default="")
+    failed = sorted({e["label"] for e in current if e["outcome"] == "failed"})
+    passed = sorted({e["server"] for e in current if e["outcome"] == "passed"})
+    if failed:
+        return Verdict("failed", "Failed on " + ", ".join(failed), _date(data, run), run, note)
+    if passed:
+        verb = "Evaluated by" if snippet.kind == "promql" else "Tested on"
+        return Verdict("passed", f"{verb} {_versions(passed)}", _date(data, run), run, note)
+    return Verdict("not-run", "Not tested in the last run", _date(data, run), run, note)
+
+
+def badge(result: Verdict) -> nodes.reference:
+    """The verification badge: a link to the verification page (its ``refuri`` is set
+    once the page's place in the built site is known, by :func:`link_badges`)."""
+    link = nodes.reference(
+        "",
+        "",
+        internal=True,
+        refuri="",
+        reftitle=result.note,
+        classes=["handbook-badge", f"handbook-badge-{result.outcome}"],
+        handbook_verification_link=True,
+    )
+    symbol = {"passed": "\u2713", "failed": "\u2717", "stale": "!", "not-run": "\u2013"}
+    link += nodes.inline(text=symbol[result.outcome] + " ", classes=["handbook-badge-symbol"])
+    link += nodes.inline(text=result.words, classes=["handbook-badge-words"])
+    when = " \u00b7 ".join(p for p in (result.when, f"run {result.run}" if result.run else "") if p)
+    if when:
+        link += nodes.inline(text=" \u00b7 " + when, classes=["handbook-badge-when"])
+    return link
+
+
+def mode_mark(snippet: snippets.Snippet) -> list[nodes.Node]:
+    """The mode mark, and for a state-changing snippet the line saying what it changes."""
+    if snippet.read_only:
+        mark = nodes.inline(text="Read-only", classes=["handbook-mode", "handbook-mode-read-only"])
+        return [mark]
+    changes = snippet.changes or ""
+    if changes.lower().startswith("nothing"):
+        mark = nodes.inline(text="Changes nothing", classes=["handbook-mode", "handbook-mode-none"])
+        return [
+            mark,
+            nodes.inline(text=changes[:1].upper() + changes[1:], classes=["handbook-changes"]),
+        ]
+    mark = nodes.inline(
+        text="\u26a0 Changes state", classes=["handbook-mode", "handbook-mode-writes"]
+    )
+    said = changes or "what its caption says: read the step before you run it"
+    return [mark, nodes.inline(text=f"This changes {said}", classes=["handbook-changes"])]
+
+
+def snippet_block(
+    snippet: snippets.Snippet, data: dict, root: Path, shown: list[nodes.Node]
+) -> nodes.container:
+    """The block a page shows: the marks above the captioned code, then how to run it."""
+    meta = nodes.paragraph(classes=["handbook-snippet-meta"])
+    meta.extend(mode_mark(snippet))
+    if snippet.kind == "promql":
+        url = links.prometheus_graph(snippet.body())
+        meta += links.external("Open in Prometheus", url, "handbook-prometheus")
+    meta += badge(verdict(snippet, data, root))
+    mode = "read-only" if snippet.read_only else "writes"
+    block = nodes.container(
+        classes=["handbook-snippet", f"handbook-snippet-{mode}"], handbook_snippet=snippet.name
+    )
+    block += meta
+    block.extend(shown)
+    block.extend(how_to_run(snippet))
+    return block
+
+
+def link_badges(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Point every badge at the verification page (plain text where there is no site)."""
+    for node in list(doctree.findall(nodes.reference)):
+        if not node.get("handbook_verification_link"):
+            continue
+        if app.builder.format == "html":
+            uri = app.builder.get_relative_uri(docname, VERIFICATION_PAGE)
+            node["refuri"] = f"{uri}#{VERIFICATION_ANCHOR}"
+        else:
+            node.replace_self(nodes.inline("", "", *node.children, classes=node["classes"]))
+
+
 def verified_by_note(snippet: snippets.Snippet, data: dict, root: Path) -> str:
     """A lint-only snippet that a test of its own runs: only that test's recorded passing
     outcome, in a run that saw the snippet as it is now, verifies it."""
@@ -188,9 +343,7 @@ class SnippetDirective(LiteralInclude):
         report = root / "build" / "verification.json"
         self.env.note_dependency(str(report))  # a new test run re-renders the notes
         data = verification.load(report)
-        note = nodes.paragraph(classes=["handbook-verification"])
-        note += nodes.emphasis(text=verification_note(snippet, data, root))
-        return [*result, *how_to_run(snippet), note]
+        return [snippet_block(snippet, data, root, result)]
 
 
 def how_to_run(snippet: snippets.Snippet) -> list[nodes.Node]:
@@ -233,4 +386,5 @@ def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
 def setup(app: Sphinx) -> None:
     app.add_directive("snippet", SnippetDirective)
     app.connect("env-check-consistency", report_orphans)
+    app.connect("doctree-resolved", link_badges)
     verified.setup(app)  # {verification-summary}: the counts and the run behind the notes

@@ -1,0 +1,52 @@
+"""Links out of the handbook: Prometheus, Grafana and the repository's source files.
+
+Each base URL comes from an environment variable (tox passes every ``HANDBOOK_*``
+through), with the default production's own address:
+
+- ``HANDBOOK_PROMETHEUS_URL`` (default :data:`DEFAULT_PROMETHEUS_URL`): every PromQL
+  block and every alert expression opens there, in Prometheus's graph page;
+- ``HANDBOOK_GRAFANA_URL`` (default ``oncall.DEFAULT_GRAFANA_URL``): each alert's
+  dashboard panel (``handbook/sphinxext/oncall.py``);
+- ``HANDBOOK_SOURCE_URL`` (default :data:`DEFAULT_SOURCE_URL`): where the repository's
+  files are browsed; an alert's rule links to its file and line there (``#L81``).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, urlencode
+
+from docutils import nodes
+
+DEFAULT_PROMETHEUS_URL = "https://prometheus.erpgo.com/"
+DEFAULT_SOURCE_URL = "https://git.erpgo.com/erpgo/handbook/-/blob/main/"
+
+
+def _base(variable: str, default: str) -> str:
+    url = os.environ.get(variable) or default
+    return url if url.endswith("/") else url + "/"
+
+
+def prometheus_url() -> str:
+    """``$HANDBOOK_PROMETHEUS_URL`` or :data:`DEFAULT_PROMETHEUS_URL`, ending in ``/``."""
+    return _base("HANDBOOK_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL)
+
+
+def source_url() -> str:
+    """``$HANDBOOK_SOURCE_URL`` or :data:`DEFAULT_SOURCE_URL`, ending in ``/``."""
+    return _base("HANDBOOK_SOURCE_URL", DEFAULT_SOURCE_URL)
+
+
+def prometheus_graph(expr: str) -> str:
+    """The Prometheus graph page evaluating ``expr`` (table view, now)."""
+    query = urlencode({"g0.expr": expr.strip(), "g0.tab": "1"}, quote_via=quote)
+    return f"{prometheus_url()}graph?{query}"
+
+
+def source_line(path: str, line: int) -> str:
+    """A repository file at a line: ``conf/prometheus/alert_rules.yml``, 81."""
+    return f"{source_url()}{path}#L{line}"
+
+
+def external(text: str, url: str, *classes: str) -> nodes.reference:
+    return nodes.reference("", text, refuri=url, classes=["handbook-link-out", *classes])
