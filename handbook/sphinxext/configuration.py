@@ -122,8 +122,16 @@ class ConfigurationReference(_CatalogueDirective):
                     if text is not None:
                         values.append(_labelled(env_name, _code(text)))
                 rows.append([name, kind, values, nodes.Text(option.description)])
-            result.append(nodes.rubric(text=f"{title} ({len(options)})"))
-            result.append(_table([30, 16, 30, 24], header, rows))
+            # A heading per category, with a stable anchor: config-<category key>
+            node_id = f"config-{key}"
+            section = nodes.section(ids=[node_id], names=[node_id])
+            section += nodes.title(text=f"{title} ({len(options)})")
+            section += _table([28, 14, 28, 30], header, rows)
+            self.set_source_info(section)
+            self.env.get_domain("std").note_hyperlink_target(
+                node_id, self.env.docname, node_id, title
+            )
+            result.append(section)
         return result
 
 

@@ -21,6 +21,7 @@ package more.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from hashlib import sha1
 from pathlib import Path
@@ -114,6 +115,34 @@ def latex_visit_graphviz(translator, node: sphinx_graphviz.graphviz) -> None:
     raise nodes.SkipNode
 
 
+SVG_DATA = re.compile(r'<object data="(?P<src>[^"]+\.svg)"')
+
+
+def html_visit_graphviz(translator, node: sphinx_graphviz.graphviz) -> None:
+    """Sphinx's HTML rendering, made to open full size: the drawing is a link to its SVG
+    (the click goes to the link, not into the drawing), with "Open full size" under it.
+    The stylesheet (docs/_static/handbook.css) gives it dark-mode colours."""
+    start = len(translator.body)
+    try:
+        sphinx_graphviz.html_visit_graphviz(translator, node)
+    except nodes.SkipNode:
+        html = "".join(translator.body[start:])
+        match = SVG_DATA.search(html)
+        if match:
+            src = match["src"]
+            opened = html.find("<object")
+            closed = html.find("</object>", opened) + len("</object>")
+            html = (
+                f'{html[:opened]}<a class="handbook-diagram" href="{src}" '
+                f'title="Open the diagram full size">{html[opened:closed]}</a>'
+                f'<p class="handbook-diagram-open"><a href="{src}">Open the diagram full size'
+                f"</a></p>{html[closed:]}"
+            )
+            del translator.body[start:]
+            translator.body.append(html)
+        raise
+
+
 def _align(align: str | None) -> tuple[str, str]:
     """The LaTeX around a block diagram for its ``:align:``, as Sphinx writes it."""
     return {
@@ -129,7 +158,7 @@ def setup(app: Sphinx) -> None:
     app.add_node(
         sphinx_graphviz.graphviz,
         override=True,
-        html=(sphinx_graphviz.html_visit_graphviz, None),
+        html=(html_visit_graphviz, None),
         latex=(latex_visit_graphviz, None),
         text=(sphinx_graphviz.text_visit_graphviz, None),
         man=(sphinx_graphviz.man_visit_graphviz, None),

@@ -53,18 +53,25 @@ class QuickReferenceDirective(SphinxDirective):
             ):
                 row += nodes.entry("", nodes.paragraph("", "", content))
             rows.append(row)
-            title = nodes.paragraph(
-                "",
-                "",
-                nodes.strong("", "", nodes.literal(text=alert.name)),
-                nodes.Text(f" ({alert.severity}), runbook: "),
-                runbook_ref(anchor),
+            # A heading per alert, with a stable anchor: quickref-<alert in lower case>
+            node_id = f"quickref-{alert.name.lower()}"
+            section = nodes.section(ids=[node_id], names=[node_id], classes=["handbook-quickref"])
+            section += nodes.title(
+                "", "", nodes.literal(text=alert.name), nodes.Text(f" ({alert.severity})")
             )
+            section += nodes.paragraph("", "", nodes.Text("Runbook: "), runbook_ref(anchor))
             placeholder = first_diagnostic(alert=alert.name)
             self.set_source_info(placeholder)
-            details.append(nodes.container("", title, placeholder, classes=["handbook-quickref"]))
+            section += placeholder
+            self.set_source_info(section)
+            self.env.get_domain("std").note_hyperlink_target(
+                node_id, self.env.docname, node_id, f"{alert.name} ({alert.severity})"
+            )
+            details.append(section)
         header = ["Alert", "Severity", "Runbook"]
-        return [table([40, 15, 45], header, rows), *details]
+        shown = table([40, 15, 45], header, rows)
+        shown["classes"].append("handbook-stack")  # on a phone each row is a card
+        return [shown, *details]
 
 
 def fill(app: Sphinx, doctree: nodes.document, docname: str) -> None:
