@@ -66,8 +66,8 @@ KNOWN: tuple[Tool, ...] = (
     ),
     Tool(
         "the PgBouncer exporter's metric names",
-        "pgbouncer_exporter",
-        "apt-get install prometheus-pgbouncer-exporter",
+        "pgbouncer_exporter 0.10's image",
+        "a Docker engine and `python -m handbook.servers.images build` (bash .ci/run does both)",
         r"pgbouncer_exporter|prometheus-pgbouncer-exporter",
     ),
     Tool(

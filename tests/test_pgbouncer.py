@@ -5,16 +5,18 @@ runs in front of each local test server (only handbook/servers/pgbouncer.py OVER
 differ): ERPGo's login roles get in with the password PostgreSQL stores (auth_query),
 as themselves; the monitoring user may read the admin console and nothing else; and
 when the pool is exhausted, the pool runbook's diagnostic shows the clients waiting.
+
+The pooler's exporter runs as conf/pgbouncer/deployment.yaml's sidecar does, from the
+image ``python -m handbook.servers.images build`` makes (a Docker engine is needed; without
+one those tests skip saying so, and fail under ``CI=true``): it must read the pooler as
+erpgo_monitor and serve every ``pgbouncer_*`` name conf/ and the snippets use, where the
+``pgbouncer`` job of conf/prometheus/prometheus.yml scrapes it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import subprocess
 import threading
-import urllib.request
 
 import psycopg
 import pytest
@@ -22,13 +24,21 @@ import pytest
 from handbook.confcheck import pgconf
 from handbook.drills import common as drill
 from handbook.paths import rel
+from handbook.prometheus import exporters, monitoring, pgbouncer_exporter
 from handbook.pytest_plugin import DATABASES, POOL, unavailable
-from handbook.servers import accounts, pgbouncer, ports
+from handbook.servers import accounts, pgbouncer
 from handbook.servers.base import Server
 
 POOLS = drill.snippet("shell/pool/pgbouncer_pools.sh")
 DIAGNOSE = drill.snippet("shell/connectivity/diagnose_connection.sh")
 EXHAUSTED = {"default_pool_size": "3", "reserve_pool_size": "0", "min_pool_size": "0"}
+SIDECAR = pgbouncer_exporter.sidecar()
+# SHOW STATS per database, and SHOW POOLS: what Debian 12's exporter never got to read.
+READ_BY_DEBIAN_12_NEVER = (
+    "pgbouncer_stats_queries_pooled_total",
+    "pgbouncer_pools_client_waiting_connections",
+    "pgbouncer_pools_server_active_connections",
+)
 
 
 def need_pgbouncer() -> None:
@@ -206,41 +216,72 @@ def test_a_stopped_server_behind_the_pooler_is_named_by_the_connection_check(pg_
         private.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Debian 12's prometheus-pgbouncer-exporter 1.7 reads SHOW STATS columns that "
-    "PgBouncer 1.8+ renamed (KeyError: 'total_requests'): when this passes, scrape the "
-    "pooler in conf/prometheus/prometheus.yml",
-)
-def test_debian_pgbouncer_exporter_reads_the_pooler(pg_server, pooler, tmp_path):
-    exporter = shutil.which("prometheus-pgbouncer-exporter")
-    if exporter is None:
-        unavailable("prometheus-pgbouncer-exporter is not installed (apt-get install it)")
-    port = ports.free_port()
-    env = {
-        **os.environ,
-        "PGPASSWORD": pg_server.account(accounts.MONITOR)["PGPASSWORD"],
-        "PGSSLMODE": "prefer",
-    }
-    log = tmp_path / "exporter.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [exporter, "--host", "127.0.0.1", "--port", str(port), "--pgbouncer-host",
-             "127.0.0.1", "--pgbouncer-port", str(pooler.port), "--pgbouncer-user",
-             accounts.MONITOR],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+# -- the pooler's exporter -------------------------------------------------------------
+# Debian 12's prometheus-pgbouncer-exporter (1.7, Python) is another program: it reads SHOW
+# STATS columns PgBouncer 1.8 renamed (KeyError: 'total_requests'), so production runs
+# prometheus-community's pgbouncer_exporter 0.10.2 (Debian trixie's package, the image
+# handbook/pgbouncer-exporter:0.10-trixie) as conf/pgbouncer/deployment.yaml's sidecar.
+
+
+def test_the_scrape_job_asks_for_the_port_and_path_the_exporter_serves():
+    problems = pgbouncer_exporter.scrape_job_problems()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_scrape_job_check_fails_when_prometheus_looks_elsewhere(tmp_path, monkeypatch):
+    """The check above reads the files it names: a job on another port fails it."""
+    conf = tmp_path / "prometheus.yml"
+    text = monitoring.PROMETHEUS_CONF.read_text(encoding="utf-8")
+    conf.write_text(text.replace("port: 9127", "port: 9187"), encoding="utf-8")
+    monkeypatch.setattr(monitoring, "PROMETHEUS_CONF", conf)
+    problems = pgbouncer_exporter.scrape_job_problems()
+    assert any("scrapes port 9187, but the exporter listens on 9127" in p for p in problems)
+
+
+def test_the_exporter_reads_the_pooler_and_serves_every_pgbouncer_metric_conf_uses(request):
+    """The sidecar's own arguments (only pgbouncer_exporter.OVERRIDES differ) against a
+    pooler booted from conf/pgbouncer/, as erpgo_monitor with its real password."""
+    need_pgbouncer()
     try:
-
-        def scraped() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"the exporter exited:\n{log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                url = f"http://127.0.0.1:{port}/metrics"
-                return "pgbouncer_" in urllib.request.urlopen(url, timeout=5).read().decode()
-            return False
-
-        drill.wait_for(scraped, "prometheus-pgbouncer-exporter serving pgbouncer_* metrics", 30)
+        pgbouncer_exporter.require_image()
+    except exporters.ExporterMissing as exc:
+        unavailable(str(exc))
+    pool = request.config.stash[POOL]
+    # One server is enough (the exporter reads the pooler, not PostgreSQL): a local one first.
+    candidates = [c for c in pool.candidates("pg", required=False) if not c.read_only]
+    if not candidates:
+        unavailable("no PostgreSQL server to put PgBouncer in front of (see README)")
+    server = pool.get(min(candidates, key=lambda c: c.provider != "local").label)
+    request.config.stash[DATABASES].ensure(server)
+    pooler = pgbouncer.LocalPgBouncer(server, "erpgo").start()
+    exporter = None
+    try:
+        app = client_env(server, pooler, "erpgo_app_blue")
+        assert query(app, "SELECT 1").returncode == 0, pooler.log()  # a pool with a query
+        password = server.account(accounts.MONITOR)["PGPASSWORD"]
+        tls = pgbouncer.client_has_ssl(server.bindir)  # else the pooler runs NO_SSL
+        exporter = pgbouncer_exporter.start(pooler, password, tls)
+        text = exporter.scrape()
+        names = exporters.sample_names(text)
+        up = pgbouncer_exporter.samples(text, "pgbouncer_up")
+        assert up and up[0][1] == 1, (
+            f"{exporter.describe()} cannot read the pooler's admin console as "
+            f"{accounts.MONITOR} ({SIDECAR.where(pgbouncer_exporter.CONNECTION_FLAG)}):"
+            f"\n{exporter.log()}\n{pooler.log()}"
+        )
+        # What Debian 12's exporter could not read: SHOW STATS, per database, and the pools.
+        for name in READ_BY_DEBIAN_12_NEVER:
+            databases = {
+                labels.get("database") for labels, _ in pgbouncer_exporter.samples(text, name)
+            }
+            assert pgbouncer.DATABASE in databases, (
+                f"{name} has no series for {pgbouncer.DATABASE}: {exporter.describe()}\n"
+                f"{exporter.log()}"
+            )
+        used = pgbouncer_exporter.used_names()
+        missing = exporters.missing(used, names, exporter)
+        assert not missing, "\n".join(missing)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if exporter is not None:
+            exporter.stop()
+        pooler.stop()

@@ -8,7 +8,11 @@
 2. one image per server in ``IMAGES``, from ``images/<server>/Dockerfile`` on that base
    (``docker build --network host``: the build reaches the Debian mirror from the host's
    network, no bridge is needed). Tags say what is inside: ``handbook/postgres:17-trixie``
-   is Debian trixie's PostgreSQL 17, never a name that passes for an official image.
+   is Debian trixie's PostgreSQL 17, never a name that passes for an official image;
+3. one image per program in ``PROGRAMS``: not a server the Docker provider maps, but a
+   program a test runs in a container because this machine's Debian lacks a version
+   that works (``handbook/pgbouncer-exporter:0.10-trixie``: trixie's Go pgbouncer_exporter,
+   which reads PgBouncer 1.18's statistics; Debian 12's Python exporter cannot).
 
 Each image carries the hash of what it was built from (``CONTENT_LABEL``: the build
 context's files, the build arguments and the base image's id; for a base, the suite,
@@ -17,9 +21,10 @@ rebuilt (the log says so); a changed Dockerfile or base rebuilds what depends on
 fresh build is checked to hold the version its tag names.
 
 ``python -m handbook.servers.images env`` prints the ``HANDBOOK_DOCKER_IMAGES`` value
-that points the Docker provider (``docker.py``) at these images instead of the official
-ones. Only the standard library and the ``docker`` and ``debootstrap`` programs are used,
-so ``.ci/run`` runs this with the system's ``python3`` before any virtualenv exists.
+that points the Docker provider (``docker.py``) at the server images instead of the
+official ones (``PROGRAMS`` are not servers: their tests find them by tag). Only the
+standard library and the ``docker`` and ``debootstrap`` programs are used, so
+``.ci/run`` runs this with the system's ``python3`` before any virtualenv exists.
 """
 
 from __future__ import annotations
@@ -78,6 +83,14 @@ IMAGES = (
     Image("valkey8.1", "handbook/valkey:8.1-trixie", "valkey", "trixie", {},
           ("valkey-server", "--version"), "8.1"),
 )  # fmt: skip
+
+# prometheus-community's pgbouncer_exporter as Debian trixie packages it (the Dockerfile
+# pins the package version); tests/test_pgbouncer.py runs it against a test pooler.
+PGBOUNCER_EXPORTER = Image(
+    "pgbouncer-exporter0.10", "handbook/pgbouncer-exporter:0.10-trixie", "pgbouncer-exporter",
+    "trixie", {}, ("/usr/bin/prometheus-pgbouncer-exporter", "--version"), "0.10",
+)  # fmt: skip
+PROGRAMS = (PGBOUNCER_EXPORTER,)
 
 
 class BuildError(RuntimeError):
@@ -252,9 +265,11 @@ def build_base(suite: str, mirror: str, security: str) -> bool:
 
 def check_version(image: Image) -> str:
     """The version the image's server reports; BuildError if the tag would lie."""
-    output = docker("run", "--rm", "--network", "none", "--entrypoint", image.version_command[0],
-                    image.tag, *image.version_command[1:]).stdout  # fmt: skip
-    match = re.search(r"(?:v=|\(PostgreSQL\)\s+)(\d+(?:\.\d+)*)", output)
+    done = docker("run", "--rm", "--network", "none", "--entrypoint", image.version_command[0],
+                  image.tag, *image.version_command[1:])  # fmt: skip
+    output = done.stdout + done.stderr  # Go programs print --version on stderr
+    # "v=7.0.15" (Redis, Valkey), "(PostgreSQL) 17.6", "version 0.10.2" (Go programs)
+    match = re.search(r"(?:v=|\(PostgreSQL\)\s+|\bversion\s+)(\d+(?:\.\d+)*)", output)
     found = match.group(1) if match else ""
     if found != image.version and not found.startswith(image.version + "."):
         raise BuildError(
@@ -285,9 +300,10 @@ def build_image(image: Image) -> bool:
 
 
 def select(labels: Sequence[str]) -> list[Image]:
+    """The images of ``labels``, servers and programs alike; all of them by default."""
     if not labels:
-        return list(IMAGES)
-    known = {image.label: image for image in IMAGES}
+        return [*IMAGES, *PROGRAMS]
+    known = {image.label: image for image in (*IMAGES, *PROGRAMS)}
     unknown = [label for label in labels if label not in known]
     if unknown:
         raise BuildError(f"no image for {', '.join(unknown)}; known: {', '.join(known)}")
@@ -319,8 +335,9 @@ def build(labels: Sequence[str] = ()) -> int:
 
 
 def mapping(labels: Sequence[str] = ()) -> str:
-    """The HANDBOOK_DOCKER_IMAGES value naming these images."""
-    return ",".join(f"{image.label}={image.tag}" for image in select(labels))
+    """The HANDBOOK_DOCKER_IMAGES value naming these images (servers only: the Docker
+    provider maps server labels; ``PROGRAMS`` are found by their tag)."""
+    return ",".join(f"{image.label}={image.tag}" for image in select(labels) if image in IMAGES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,10 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="build what is missing or changed (cached by content)")
-    build_cmd.add_argument("labels", nargs="*", help="only these (pg15, redis8.0, ...)")
+    build_cmd.add_argument(
+        "labels", nargs="*", help="only these (pg15, redis8.0, pgbouncer-exporter0.10, ...)"
+    )
     env_cmd = sub.add_parser("env", help="print the HANDBOOK_DOCKER_IMAGES value for the images")
     env_cmd.add_argument("labels", nargs="*")
-    sub.add_parser("list", help="list the images: label, tag, Debian suite")
+    sub.add_parser("list", help="list the images: label, tag, Debian suite, kind")
     options = parser.parse_args(argv)
     try:
         if options.command == "build":
@@ -341,8 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif options.command == "env":
             print(mapping(options.labels))
         else:
-            for image in IMAGES:
-                print(f"{image.label}\t{image.tag}\tDebian {image.suite}")
+            for image in (*IMAGES, *PROGRAMS):
+                kind = "server" if image in IMAGES else "program"
+                print(f"{image.label}\t{image.tag}\tDebian {image.suite}\t{kind}")
     except BuildError as exc:
         print(f"images: {exc}", file=sys.stderr)
         return 1
