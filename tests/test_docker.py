@@ -26,10 +26,10 @@ import pytest
 
 from handbook.paths import ROOT
 from handbook.pytest_plugin import unavailable
-from handbook.servers import ServerConfigError, ServerPool, images, production
+from handbook.servers import ServerConfigError, ServerPool, dockerengine, images, production
 from handbook.servers import docker as provider
 
-ENGINE = provider.engine_available()
+ENGINE = dockerengine.engine_available()
 MAPPED = provider.images() if os.environ.get(provider.IMAGES_VAR, "").strip() else {}
 IMAGE_LABELS = [image.label for image in images.IMAGES]
 
@@ -78,7 +78,7 @@ def pool(engine):
 
 def ours(client: docker_sdk.DockerClient, ids: list[str]) -> list[str]:
     """Those of the container ``ids`` the engine still has (running or not)."""
-    found = client.containers.list(all=True, filters={"label": provider.RUN_LABEL})
+    found = client.containers.list(all=True, filters={"label": dockerengine.RUN_LABEL})
     return [c.id for c in found if c.id in ids]
 
 
@@ -218,9 +218,9 @@ def test_a_docker_server_listens_on_loopback_and_is_labelled_with_the_run(pool, 
     container.reload()
     assert container.attrs["HostConfig"]["NetworkMode"] == "host"
     labels = container.labels
-    assert labels[provider.RUN_LABEL] == provider.RUN_ID
-    assert labels[provider.PID_LABEL] == str(os.getpid())
-    assert labels[provider.SERVER_LABEL] == label
+    assert labels[dockerengine.RUN_LABEL] == dockerengine.RUN_ID
+    assert labels[dockerengine.PID_LABEL] == str(os.getpid())
+    assert labels[dockerengine.SERVER_LABEL] == label
     env = server.env("admin")
     if server.kind == "pg":
         assert env["PGHOST"] == "127.0.0.1"

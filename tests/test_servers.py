@@ -29,6 +29,7 @@ from handbook.servers import (
     ServerStartError,
     ServerUnavailable,
     docker,
+    dockerengine,
     external,
     ports,
     postgres,
@@ -162,9 +163,9 @@ def test_bad_choices_are_named():
 
 def test_docker_probe_says_no_when_no_engine_answers(monkeypatch):
     # How fast it says so is a benchmark figure, not a test assertion.
-    assert isinstance(docker.engine_available(), bool)
+    assert isinstance(dockerengine.engine_available(), bool)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    assert docker.engine_available() is False
+    assert dockerengine.engine_available() is False
 
 
 def test_docker_candidates_are_pinned():
@@ -177,7 +178,7 @@ def test_docker_candidates_are_pinned():
         assert re.fullmatch(r"[a-z/]+:\d+\.\d+(\.\d+)?", cand.origin), cand.origin
 
 
-@pytest.mark.skipif(docker.engine_available(), reason="a Docker engine answers here")
+@pytest.mark.skipif(dockerengine.engine_available(), reason="a Docker engine answers here")
 def test_docker_choice_without_engine_says_so():
     with pytest.raises(ServerUnavailable, match="no Docker engine answers"):
         ServerPool(pg="docker", reap=False).candidates("pg")

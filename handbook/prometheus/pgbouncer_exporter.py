@@ -34,7 +34,7 @@ from handbook import snippet as snippets
 from handbook.paths import CONF, SNIPPETS, rel
 from handbook.prometheus import monitoring, promql
 from handbook.prometheus.exporters import ExporterFailed, ExporterMissing
-from handbook.servers import cleanup, images, pgbouncer
+from handbook.servers import cleanup, dockerengine, images, pgbouncer
 from handbook.servers.ports import HOST, free_port
 from handbook.yamlfile import line, load
 
@@ -245,19 +245,19 @@ def _client():
     """A Docker client, or ExporterMissing saying how to get an engine."""
     from handbook.servers import docker as provider
 
-    if not provider.engine_available():
+    if not dockerengine.engine_available():
         raise ExporterMissing(
             "no Docker engine answers (DOCKER_HOST), and pgbouncer_exporter 0.10 runs from "
             f"the image {images.PGBOUNCER_EXPORTER.tag}: start one (as root: "
             "`images/engine.sh start`, as .ci/run does), export the DOCKER_HOST it prints "
             f"and build the image (`{provider.BUILD_COMMAND}`)"
         )
-    if not provider.host_network():
+    if not dockerengine.host_network():
         raise ExporterMissing(
             "the Docker engine cannot share this machine's network (not a local Linux engine): "
             "pgbouncer_exporter must reach the test pooler on 127.0.0.1"
         )
-    return provider, provider._client()
+    return provider, dockerengine.engine_client()
 
 
 def require_image() -> str:
@@ -282,7 +282,7 @@ def start(pooler: pgbouncer.LocalPgBouncer, password: str, tls: bool) -> Running
     """The sidecar's exporter against ``pooler``'s admin console, as the sidecar logs in
     (``password`` in PGPASSWORD); ready to scrape. Call ``stop()`` in ``finally``."""
     image = require_image()
-    provider, client = _client()
+    _, client = _client()
     try:
         car = sidecar()
         assert pooler.port is not None
@@ -292,7 +292,7 @@ def start(pooler: pgbouncer.LocalPgBouncer, password: str, tls: bool) -> Running
         env = {name: password for name in car.env if name == "PGPASSWORD"}
         container = client.containers.run(
             image, command=[f"{k}={v}" for k, v in flags.items()], environment=env,
-            network_mode="host", labels=provider._owner_labels("pgbouncer-exporter"),
+            network_mode="host", labels=dockerengine.owner_labels("pgbouncer-exporter"),
             detach=True,
         )  # fmt: skip
     finally:

@@ -33,33 +33,34 @@ Accounts: the containers get the same accounts as local servers, from the same s
 (``accounts.py``): conf/postgresql/roles.sql and conf/redis/users.acl, with passwords made
 up per server.
 
-Cleanup, without testcontainers' Ryuk (its image must be pulled; it is used only when
-``TESTCONTAINERS_RYUK_DISABLED=false`` says so): every container carries ``LABELS``
-(this run's id, the host, the owning process and its start time) and is removed when
-its server stops, on a failed start, at exit, on SIGTERM/SIGHUP and after Ctrl-C (see
-``cleanup.py``). A process killed with SIGKILL cannot do that: ``reap_stale()``, run
-once per process before its first container, removes containers whose owner is gone.
+The engine itself (whether one answers, its client, the labels on every container
+and the reaping of those a killed run left) is ``dockerengine.py``; the files a
+container gets from this host (boot copies, client wrappers) are ``dockerfiles.py``.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import os
 import re
 import secrets
-import socket
-import sys
-import tempfile
-import threading
-import uuid
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import accounts, cleanup, production, scratch
+from . import accounts, cleanup, scratch
 from .base import Candidate, Server, ServerConfigError, ServerStartError, base_label_of
+from .dockerengine import (
+    engine_client,
+    host_network,
+    local_engine,
+    logs,
+    owner_labels,
+    prepare_testcontainers,
+    reap_once,
+    remove,
+)
+from .dockerfiles import VERSION_BOUND, host_datadir, image_clients, pg_boot_copy, redis_boot_copy
 from .pgbouncer import client_has_ssl
 from .ports import HOST, free_port
 from .postgres import DEFAULT_SETTINGS, MANAGED_SETTINGS, PG_STAT_STATEMENTS
@@ -80,68 +81,10 @@ DEFAULT_IMAGES = {
 }
 BUILD_COMMAND = "python -m handbook.servers.images build"
 LOCAL_PREFIX = "handbook/"  # images.py's tags: built on this engine, pulled from nowhere
-DEFAULT_SOCKET = "/var/run/docker.sock"
 LABEL_RE = re.compile(r"(pg)(\d+)|(redis|valkey)(\d+\.\d+)")
 PRODUCTS = {"pg": "PostgreSQL", "redis": "Redis", "valkey": "Valkey"}
 
-# Labels on every container this provider starts (reverse-DNS keys, as Docker asks).
-PREFIX = "org.erpgo.handbook"
-RUN_LABEL, HOST_LABEL, PID_LABEL, START_LABEL, SERVER_LABEL = (
-    f"{PREFIX}.run", f"{PREFIX}.host", f"{PREFIX}.owner-pid", f"{PREFIX}.owner-start",
-    f"{PREFIX}.server",
-)  # fmt: skip
-RUN_ID = uuid.uuid4().hex[:12]  # one per process: what `docker ps --filter label=...` finds
 START_ATTEMPTS = 3  # a free port can be taken between choosing it and the server binding it
-
-
-def engine_available(timeout: float = 2.0) -> bool:
-    """True when a Docker engine answers ping; False fast (no retries) otherwise."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host and not os.path.exists(DEFAULT_SOCKET):
-        return False
-    if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
-        return False
-    try:
-        client = _client(timeout)
-    except Exception:  # no docker package, or the engine is absent or refuses: no engine
-        return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
-
-
-def _client(timeout: float = 60.0):
-    import docker
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        return docker.from_env(timeout=timeout)
-
-
-def _local_engine() -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    return not host or host.startswith("unix://")
-
-
-@functools.cache
-def _host_network(docker_host: str) -> bool:
-    """Share the host's network: a local engine on Linux that is not Docker Desktop's VM."""
-    if not (_local_engine() and sys.platform.startswith("linux")):
-        return False
-    client = _client()
-    try:
-        info = client.info()
-    finally:
-        client.close()
-    return info.get("OSType") == "linux" and "Docker Desktop" not in info.get("OperatingSystem", "")
-
-
-def host_network() -> bool:
-    return _host_network(os.environ.get("DOCKER_HOST", ""))
 
 
 # -- which images ----------------------------------------------------------------------
@@ -196,7 +139,7 @@ def _version(label: str, image: str) -> str:
 
 
 def _candidates(kind: str, environ: Mapping[str, str] | None, start) -> list[Candidate]:
-    _reap_once()
+    reap_once()
     found = []
     for label, image in images(environ).items():
         label_kind, product, _ = _product(label)
@@ -244,78 +187,6 @@ def redis_candidates(
     )
 
 
-# -- testcontainers, set up once per process -------------------------------------------
-
-_setup_lock = threading.Lock()
-_set_up = False
-
-
-_reaped = False
-
-
-def _reap_once() -> None:
-    """``reap_stale()`` once per process, when the engine answers (else: nothing to reap)."""
-    global _reaped
-    with _setup_lock:
-        if _reaped:
-            return
-        _reaped = True
-        if engine_available():
-            reap_stale()
-
-
-def _prepare() -> None:
-    """Before the first container: Ryuk off unless asked for, a quick readiness poll."""
-    global _set_up
-    _reap_once()
-    with _setup_lock:
-        if _set_up:
-            return
-        from testcontainers.core.config import testcontainers_config as config
-
-        if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
-            config.ryuk_disabled = True
-        if "TC_POOLING_INTERVAL" not in os.environ:  # 1 s by default: most of a start
-            config.sleep_time = 0.1
-            if "TC_MAX_TRIES" not in os.environ:
-                config.max_tries = 1200  # the same 120 s in all
-        _set_up = True
-
-
-def _owner_labels(label: str) -> dict[str, str]:
-    return {
-        RUN_LABEL: RUN_ID,
-        HOST_LABEL: socket.gethostname(),
-        PID_LABEL: str(os.getpid()),
-        START_LABEL: scratch._start_time(os.getpid()) or "",
-        SERVER_LABEL: label,
-    }
-
-
-def reap_stale() -> list[str]:
-    """Remove this host's handbook containers whose owning process is gone; their names."""
-    client = _client()
-    removed = []
-    try:
-        for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
-            labels = container.labels
-            if labels.get(HOST_LABEL) != socket.gethostname():
-                continue  # another machine's, on a shared engine: not ours to judge
-            try:
-                pid = int(labels.get(PID_LABEL, ""))
-            except ValueError:
-                pid = 0
-            alive = pid and scratch.process_alive(pid)
-            if alive and scratch._start_time(pid) == labels.get(START_LABEL):
-                continue  # its owner still runs
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-                removed.append(container.name)
-    finally:
-        client.close()
-    return removed
-
-
 def _on_host_network(cls):
     """``cls`` with its server on the host's network: its own port on 127.0.0.1."""
 
@@ -332,119 +203,22 @@ def _on_host_network(cls):
 
 def _make(cls, image: str, label: str, port: int, on_host: bool, **kwargs):
     """A testcontainers container of ``cls`` for ``image``, labelled, networked as above."""
-    kwargs["labels"] = _owner_labels(label)
+    kwargs["labels"] = owner_labels(label)
     if on_host:
         container = _on_host_network(cls)(image, port=port, network_mode="host", **kwargs)
         container.ports = {}  # nothing to publish: the server is on the host's loopback
     else:
         container = cls(image, port=port, **kwargs)
-        if _local_engine():
+        if local_engine():
             container.with_bind_ports(port, (HOST, None))
     return container
-
-
-def _remove(container, datadir: Path | None = None) -> None:
-    """Remove the container (and the host dir it shares: its data directory, conf files)."""
-    if datadir is not None:
-        # Its files belong to the container's postgres user: remove them from inside.
-        with contextlib.suppress(Exception):
-            container.exec(["sh", "-c", f'rm -rf "{datadir}/data"'])
-    with contextlib.suppress(Exception):
-        container.stop()
-    scratch.remove(datadir)
-
-
-def _host_datadir(container) -> Path:
-    """A host dir (``scratch``: reaped if this process is killed) that holds the
-    container's data directory at the same path; the container's user creates it."""
-    path = scratch.make("pgdocker")
-    path.chmod(0o777)  # the container's user writes here; this process removes it
-    container.with_volume_mapping(str(path), str(path), "rw")
-    container.with_env("PGDATA", str(path / "data"))
-    return path
-
-
-# Programs whose output or input depends on the server's major version: a container
-# of a major with no local install runs them from its own image (pg_verifybackup 18
-# cannot check a PostgreSQL 17 backup, pg_dump 18 writes settings 15 refuses).
-VERSION_BOUND = (
-    "pg_basebackup", "pg_verifybackup", "pg_waldump", "pg_dump", "pg_dumpall", "pg_restore",
-    "pg_receivewal", "pg_recvlogical", "pg_amcheck",
-)  # fmt: skip
-LIBPQ_VARS = (
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGOPTIONS",
-    "PGAPPNAME",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGCONNECT_TIMEOUT",
-    "PGTARGETSESSIONATTRS",
-    "PGTZ",
-    "PGDATESTYLE",
-    "PGCLIENTENCODING",
-)  # fmt: skip (files they name must be under this directory or the temp dir: mounted)
-WRAPPER = """#!/bin/sh
-# {program} of {image}, the server's own version: run in a throwaway container on the
-# host's network, in this directory (and {tmp}), as this user. Written by {module}.
-case "$PWD" in {tmp}|{tmp}/*) here="" ;; *) here="$PWD" ;; esac
-exec docker run --rm --interactive --network host --user "$(id -u):$(id -g)" \\
-    {labels} \\
-    --volume {tmp}:{tmp} ${{here:+--volume "$here:$here"}} --workdir "$PWD" \\
-    {env} \\
-    --entrypoint {program} {image} "$@"
-"""
-_clients: dict[str, Path] = {}
-_clients_lock = threading.Lock()
-
-
-def _image_clients(image: str, fallback: Path | None) -> Path:
-    """A bin dir (made once per image and process): ``fallback``'s programs, except the
-    ``VERSION_BOUND`` ones, which run from ``image`` (``WRAPPER``)."""
-    with _clients_lock:
-        if image in _clients:
-            return _clients[image]
-        root = scratch.make("pgclients")
-        cleanup.register(f"client wrappers for {image}", lambda: scratch.remove(root))
-        bindir = root / "bin"
-        bindir.mkdir()
-        if fallback is not None:
-            for program in fallback.iterdir():
-                if program.name not in VERSION_BOUND:
-                    (bindir / program.name).symlink_to(program)
-        labels = " ".join(f"--label {k}={v}" for k, v in _owner_labels("client").items())
-        env = " ".join(f"--env {name}" for name in LIBPQ_VARS)
-        tmp = os.path.realpath(tempfile.gettempdir())
-        for program in VERSION_BOUND:
-            wrapper = bindir / program
-            wrapper.write_text(WRAPPER.format(program=program, image=image, tmp=tmp,
-                                              labels=labels, env=env, module=__name__))  # fmt: skip
-            wrapper.chmod(0o755)
-        root.chmod(0o755)
-        _clients[image] = bindir
-        return bindir
-
-
-def _logs(container) -> str:
-    with contextlib.suppress(Exception):
-        return b"".join(container.get_logs()).decode(errors="replace")
-    return ""
 
 
 def _built_here_missing(image: str) -> bool:
     """True for a ``handbook/`` image (built here, on no registry) the engine lacks."""
     if not image.startswith(LOCAL_PREFIX):
         return False
-    client = _client()
+    client = engine_client()
     try:
         client.images.get(image)
         return False
@@ -467,19 +241,19 @@ def _start(container, image: str, token: int) -> None:
     try:
         container.start()
     except BaseException as exc:
-        logs = _logs(container)
-        _remove(container)
+        log = logs(container)
+        remove(container)
         cleanup.unregister(token)
         if not isinstance(exc, Exception):
             raise
         missing = "not found" in str(exc).lower() or "pull access denied" in str(exc)
-        tail = "\n".join("    " + line for line in logs.strip().splitlines()[-15:])
+        tail = "\n".join("    " + line for line in log.strip().splitlines()[-15:])
         error = ServerStartError(
             f"Docker could not start {image}: {exc}"
             + (f"\n  the engine has no {image} and could not pull it: {hint}" if missing else "")
             + (f"\n  its log:\n{tail}" if tail else "")
         )
-        error.port_taken = "already in use" in logs or "could not bind" in logs.lower()
+        error.port_taken = "already in use" in log or "could not bind" in log.lower()
         raise error from exc
 
 
@@ -540,116 +314,6 @@ def _as_postgres(command: list[str]):
     return ExecConfig(command=command, user="postgres")
 
 
-@functools.cache
-def _ids(image: str, user: str) -> tuple[int, int] | None:
-    """``user``'s uid and gid inside ``image``; None when that cannot be read."""
-    client = _client()
-    try:
-        out = client.containers.run(
-            image, entrypoint="sh", command=["-c", f"id -u {user}; id -g {user}"],
-            network_mode="none", remove=True, labels=_owner_labels("id"),
-        )  # fmt: skip
-        uid, gid = (int(x) for x in out.decode().split())
-        return uid, gid
-    except Exception:
-        return None
-    finally:
-        client.close()
-
-
-def _pg_boot_copy(
-    image: str, home: Path, port: int, settings: dict[str, str], label: str, client_ssl: bool
-) -> tuple[Path, bool]:
-    """conf/postgresql/postgresql.conf as local servers boot it (production.py), with
-    pg_hba.conf, a certificate and the WAL archive, in ``home`` (the container sees it
-    at the same path); (the boot copy, whether TLS is on). TLS is off, and hostssl rules
-    become host rules, as on a local build without SSL, when the clients' psql has no
-    SSL (``client_ssl``) or the key cannot be handed to the container's postgres user
-    (that takes root here)."""
-    file_settings = production.parse(production.PG_CONF)
-    file_values = {s.key: s.value for s in file_settings}
-    production.check_drill_settings("pg", settings, file_values)
-    owner = _ids(image, "postgres") if os.geteuid() == 0 and client_ssl else None
-    tls = owner is not None
-    hba, archive, tls_dir = home / "pg_hba.conf", home / "wal-archive", home / "tls"
-    archive.mkdir()
-    archive.chmod(0o1777)
-    tls_dir.mkdir()
-    hba.write_text(production.pg_hba_text(tls))
-    crt, key = production.make_certificate(tls_dir)
-    if owner is not None:
-        os.chown(key, *owner)
-    for path, mode in ((hba, 0o644), (tls_dir, 0o755), (crt, 0o644)):
-        path.chmod(mode)
-    values = {
-        **production.PG_TEST_VALUES,
-        "port": str(port),
-        "unix_socket_directories": "/var/run/postgresql",  # the image's own, for exec psql
-        "hba_file": str(hba),
-        "ssl_cert_file": str(crt),
-        "ssl_key_file": str(key),
-        "archive_command": f"test ! -f {archive}/%f && cp %p {archive}/%f",
-    }
-    if not tls:
-        values["ssl"] = "off"
-    file_keys = set(file_values)
-    values.update({k: v for k, v in settings.items() if k in file_keys})
-    added = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if k not in file_keys}}
-    text = production.pg_boot_text(
-        file_settings,
-        production.PG_CONF.read_text(encoding="utf-8"),
-        values,
-        int(_product(label)[2]),
-        added,
-    )
-    conf = home / "postgresql.conf"
-    conf.write_text(text)
-    conf.chmod(0o644)
-    return conf, tls
-
-
-def _redis_boot_copy(
-    home: Path, port: int, secrets_: Mapping[str, str], settings: dict[str, str], label: str
-) -> tuple[Path, list[str]]:
-    """conf/redis/redis.conf and users.acl as local servers boot them (production.py), in
-    ``home``; (the boot copy, the drill's other settings as arguments)."""
-    renames = settings.pop("rename-command", None)
-    if renames not in (None, "keep"):
-        raise ServerConfigError(
-            f"rename-command={renames!r}: a drill may only keep the commands redis.conf "
-            "renames away ('keep'), see production.DRILL_SETTINGS"
-        )
-    file_values = {
-        key: " ".join(args)
-        for key, args, _ in production.redis_directives(
-            production.REDIS_CONF.read_text(encoding="utf-8")
-        )
-    }
-    production.check_drill_settings("redis", settings, file_values)
-    users = home / "users.acl"
-    users.write_text(accounts.redis_acl(secrets_))
-    values = {
-        "bind": HOST,
-        "port": str(port),
-        "unixsocket": str(home / "redis.sock"),
-        "logfile": '""',  # stdout: the container's log
-        "dir": str(home),
-        "aclfile": str(users),
-    }
-    conf = home / "redis.conf"
-    conf.write_text(
-        production.redis_boot_text(
-            accounts.render(production.REDIS_CONF, secrets_),
-            values,
-            tuple(int(p) for p in _product(label)[2].split(".")),
-            renames == "keep",
-        )
-    )
-    for path in (users, conf):
-        path.chmod(0o644)  # the container's redis user reads them; the dir is this test's
-    return conf, setting_args(settings)
-
-
 # -- PostgreSQL ------------------------------------------------------------------------
 
 
@@ -676,7 +340,7 @@ def start_pg(
             "(127.0.0.1 and a free port); leave them out"
         )
     label = label or _label_of("pg", image)
-    _prepare()
+    prepare_testcontainers()
     on_host = host_network()
 
     def prepare(port: int):
@@ -694,13 +358,18 @@ def start_pg(
         ).with_command(command)  # fmt: skip
         # PGPORT: the port the image's entrypoint, its psql and the wait strategy use.
         container.with_env("PGPORT", str(port))
-        datadir = _host_datadir(container) if on_host and _local_engine() else None
-        token = cleanup.register(f"container {image}", lambda c=container, d=datadir: _remove(c, d))
+        datadir = host_datadir(container) if on_host and local_engine() else None
+        token = cleanup.register(f"container {image}", lambda c=container, d=datadir: remove(c, d))
         tls = False
         if datadir is not None:
             # As local servers run: conf/postgresql's files, with production.py's overrides.
-            conf, tls = _pg_boot_copy(
-                image, datadir, port, dict(settings or {}), label, client_has_ssl(client_bindir)
+            conf, tls = pg_boot_copy(
+                image,
+                datadir,
+                port,
+                dict(settings or {}),
+                _product(label)[2],
+                client_has_ssl(client_bindir),
             )
             container.with_command(["postgres", "-c", f"config_file={conf}"])
         container.waiting_for(_ready(["pg_isready", "--quiet", "--host", HOST]))
@@ -727,7 +396,7 @@ def start_pg(
         )
         host, port = container.get_container_host_ip(), container.get_exposed_port(port)
     except BaseException as exc:
-        _remove(container, datadir)
+        remove(container, datadir)
         cleanup.unregister(token)
         if isinstance(exc, ServerStartError) or not isinstance(exc, Exception):
             raise
@@ -735,7 +404,7 @@ def start_pg(
     note = f"psql from {client_bindir or 'PATH'}"
     if own_clients:
         note += f"; {', '.join(VERSION_BOUND)} from {image}"
-        client_bindir = _image_clients(image, client_bindir)
+        client_bindir = image_clients(image, client_bindir)
     common = {"PGHOST": host, "PGPORT": str(port), "PGDATABASE": "postgres"}
     logins = {user: accounts.pg_env(common, user, pw) for user, pw in passwords.items()}
     admin = accounts.pg_env(common, accounts.PG_SUPERUSER, password)
@@ -750,7 +419,7 @@ def start_pg(
         monitor_env=logins[accounts.MONITOR],
         accounts={accounts.PG_SUPERUSER: admin, **logins},
         client_note=note,
-        _stop=lambda: (_remove(container, datadir), cleanup.unregister(token)),
+        _stop=lambda: (remove(container, datadir), cleanup.unregister(token)),
         features=frozenset({PG_STAT_STATEMENTS, *(["ssl"] if tls else [])}),
         scratch=datadir,
         port=int(port),
@@ -796,9 +465,9 @@ def start_redis(
     settings = dict(settings or {})
     label = label or _label_of("redis", image)
     product = _product(label)[1]
-    _prepare()
+    prepare_testcontainers()
     on_host = host_network()
-    boot = on_host and _local_engine()  # conf/redis/redis.conf, as local servers run
+    boot = on_host and local_engine()  # conf/redis/redis.conf, as local servers run
     if not boot:
         settings.pop("rename-command", None)  # without redis.conf nothing is renamed
     extra = setting_args(settings)  # refuses the settings the provider owns
@@ -826,7 +495,9 @@ def start_redis(
         if boot:
             home = scratch.make("redisdocker")
             home.chmod(0o777)
-            conf, extra_args = _redis_boot_copy(home, port, secrets_, dict(settings), label)
+            conf, extra_args = redis_boot_copy(
+                home, port, secrets_, dict(settings), _product(label)[2]
+            )
             command = [program, str(conf), *extra_args]
             container.with_volume_mapping(str(home), str(home), "rw")
         container.with_command(command)
@@ -835,7 +506,7 @@ def start_redis(
             "--user", accounts.REDIS_ADMIN, "-a", password, "ping",
         ]  # fmt: skip
         container.waiting_for(_ready(ping))
-        token = cleanup.register(f"container {image}", lambda c=container, h=home: _remove(c, h))
+        token = cleanup.register(f"container {image}", lambda c=container, h=home: remove(c, h))
         return container, token, (password, passwords, home)
 
     port, container, token, state = _start_on_a_free_port(image, on_host, 6379, prepare)
@@ -845,7 +516,7 @@ def start_redis(
         with admin_client((host, port), password) as connection:  # client: the redis-cli
             version = reported_version(connection)
     except BaseException as exc:
-        _remove(container, home)
+        remove(container, home)
         cleanup.unregister(token)
         if not isinstance(exc, Exception):
             raise
@@ -862,7 +533,7 @@ def start_redis(
         monitor_env=logins[accounts.MONITOR],
         accounts=logins,
         client_note=client.note if client else "no redis-cli found: install redis-tools",
-        _stop=lambda: (_remove(container, home), cleanup.unregister(token)),
+        _stop=lambda: (remove(container, home), cleanup.unregister(token)),
         scratch=home,
         port=int(port),
         handle=container,

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import docker, external, postgres, redis, scratch
+from . import docker, dockerengine, external, postgres, redis, scratch
 from .base import (
     KINDS,
     Candidate,
@@ -119,7 +119,7 @@ class ServerPool:
 
     def docker_available(self) -> bool:
         if self._docker is None:
-            self._docker = self.autodiscover and docker.engine_available()
+            self._docker = self.autodiscover and dockerengine.engine_available()
         return self._docker
 
     def providers(self, kind: str) -> list[str]:
