@@ -332,6 +332,47 @@ def test_no_private_name_is_imported_from_another_module():
     assert not problems, "\n".join(problems)
 
 
+def private_attribute_uses(path: Path, module: str = "") -> list[str]:
+    """``module._name`` in ``path`` where ``module`` is another handbook module it imported
+    (``from handbook.servers import docker as provider`` ... ``provider._client()``)."""
+    module = module or module_of(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("handbook") and alias.asname:
+                    aliases[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(path, node)
+            for alias in node.names:
+                if f"{base}.{alias.name}" in MODULES:
+                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+    return [
+        f"{rel(path)}:{node.lineno}: {module} uses {aliases[node.value.id]}."
+        f"{node.attr}: make it public (no leading underscore) or keep the code in one module"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+        and aliases[node.value.id] != module
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
+
+
+def test_no_private_name_of_another_module_is_used_through_it():
+    problems = [problem for path in MODULES.values() for problem in private_attribute_uses(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_private_use_check_sees_one(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from handbook.servers import docker as provider\n\nprovider._client()\n")
+    (found,) = private_attribute_uses(probe, "handbook.probe")
+    assert "handbook.servers.docker._client" in found and found.endswith("one module")
+
+
 def test_no_module_re_exports_another_modules_names():
     """Callers import a name from the module that defines it: no ``noqa: F401`` import
     kept for others, no ``__all__`` listing imported names (packages' ``__init__.py``

@@ -129,7 +129,7 @@ def owner_labels(label: str) -> dict[str, str]:
         RUN_LABEL: RUN_ID,
         HOST_LABEL: socket.gethostname(),
         PID_LABEL: str(os.getpid()),
-        START_LABEL: scratch._start_time(os.getpid()) or "",
+        START_LABEL: scratch.process_start_time(os.getpid()) or "",
         SERVER_LABEL: label,
     }
 
@@ -148,7 +148,7 @@ def reap_stale() -> list[str]:
             except ValueError:
                 pid = 0
             alive = pid and scratch.process_alive(pid)
-            if alive and scratch._start_time(pid) == labels.get(START_LABEL):
+            if alive and scratch.process_start_time(pid) == labels.get(START_LABEL):
                 continue  # its owner still runs
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)

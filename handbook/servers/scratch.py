@@ -21,7 +21,7 @@ PREFIX = "handbook-"
 MARKER = "handbook-owner.json"
 
 
-def _start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (tells a live owner from a reused pid)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -68,7 +68,7 @@ def terminate(pid: int, first: signal.Signals, grace: float = 10.0) -> None:
 def make(kind: str) -> Path:
     """A fresh temp dir for one server (or one copied install), with its owner marker."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
-    record(path, kind=kind, owner_pid=os.getpid(), owner_start=_start_time(os.getpid()))
+    record(path, kind=kind, owner_pid=os.getpid(), owner_start=process_start_time(os.getpid()))
     return path
 
 
@@ -120,7 +120,7 @@ def reap_stale(base: Path | None = None) -> list[Path]:
         owner = data.get("owner_pid")
         if not isinstance(owner, int):
             continue
-        if process_alive(owner) and _start_time(owner) == data.get("owner_start"):
+        if process_alive(owner) and process_start_time(owner) == data.get("owner_start"):
             continue
         for pid in _server_pids(path, data):
             if _runs_in(pid, path):
