@@ -2,18 +2,29 @@
 
 Loaded by the root ``conftest.py``. This module knows how to collect and report;
 how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers``.
-``pytest snippets/sql/pool/idle_in_transaction.sql`` runs one snippet everywhere.
+
+- ``pytest docs/runbooks/high-latency.md`` (or ``--page PATH``; a snippet or ``conf/``
+  file works too) runs what that file depends on: ``handbook.selection`` works it out.
+  ``pytest snippets/sql/x.sql::pg15`` still runs that one item only.
+- ``-n 2`` (pytest-xdist; or ``HANDBOOK_WORKERS=2``): each worker has its own server
+  pool; a file's tests stay on one worker (``--dist loadscope``, unless ``--dist`` is
+  given), so a drill module and its private servers do; the workers send their results
+  to the controller, which alone writes ``build/verification.json``.
+- ``--shard i/N``: only the i-th of N deterministic parts of the run, by file (a drill
+  module stays whole); ``python -m handbook.report merge`` joins the shards' reports.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
 
-from handbook import runners, unverified
+from handbook import runners, selection, unverified
 from handbook import snippet as snippets
 from handbook.paths import rel
 from handbook.prometheus import tools
@@ -27,7 +38,11 @@ from handbook.unverified import unavailable  # tests import it from here
 POOL = pytest.StashKey[ServerPool]()
 REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
+SELECTION = pytest.StashKey[selection.Selection]()
+KEPT = pytest.StashKey[list[str]]()  # path arguments given beside a page: kept whole
 PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
+SHARD = re.compile(r"^(?P<index>\d+)/(?P<count>\d+)$")
+WORKERS_VAR = "HANDBOOK_WORKERS"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +63,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write each snippet's .out file from this run instead of comparing against it",
     )
+    group.addoption(
+        "--page",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="run what a page (docs/**/*.md), snippet or conf/ file depends on: its snippets on "
+        "every server, its drill, its alert's tests, its site checks (a path argument "
+        "does the same); repeatable",
+    )
+    group.addoption(
+        "--shard",
+        default=os.environ.get("HANDBOOK_SHARD", ""),
+        metavar="I/N",
+        help="run only shard I of N (1-based), split by file so that a drill module and its "
+        "servers stay together; the same on every machine (HANDBOOK_SHARD)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``HANDBOOK_WORKERS=2`` is ``-n 2`` (pytest-xdist), for the controller only: a
+    worker, or a pytest a test starts inside one, runs serially."""
+    workers = os.environ.get(WORKERS_VAR, "").strip()
+    if not workers or hasattr(config, "workerinput") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if not hasattr(config.option, "numprocesses"):
+        raise pytest.UsageError(
+            f"{WORKERS_VAR}={workers} asks for parallel workers, but pytest-xdist is not "
+            "installed (or disabled with -p no:xdist): install the tests dependency group "
+            "(tox -e tests does), or unset it"
+        )
+    if config.option.numprocesses is None:
+        if workers not in ("auto", "logical") and not workers.isdigit():
+            raise pytest.UsageError(f"{WORKERS_VAR}={workers!r}: give a number or 'auto'")
+        config.option.numprocesses = workers if not workers.isdigit() else int(workers)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,8 +106,108 @@ def pytest_configure(config: pytest.Config) -> None:
     except ServerConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL] = pool
-    config.stash[REPORT] = Report(config.rootpath / "build" / "verification.json")
+    report = Report(config.rootpath / "build" / "verification.json")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "handbook_run" in workerinput:  # one run, many workers
+        report.run_id, report.started = workerinput["handbook_run"], workerinput["handbook_started"]
+    config.stash[REPORT] = report
     config.stash[DATABASES] = Databases()
+    _select(config)
+    _shard_of(config)  # a malformed --shard is a usage error before anything starts
+    given = config.invocation_params.args
+    if getattr(config.option, "dist", "no") == "load" and not any(
+        str(a).startswith(("--dist", "-d")) for a in given
+    ):
+        config.option.dist = "loadscope"  # a file's tests, and its module fixtures, together
+
+
+def _select(config: pytest.Config) -> None:
+    """Path arguments that are pages, snippets or conf/ files become what they depend on."""
+    root = config.rootpath
+    targets, kept = [Path(p) for p in config.getoption("--page")], []
+    for arg in config.args:
+        path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir, arg)
+        if "::" not in arg and selection.is_target(path, root):
+            targets.append(path)
+        else:
+            kept.append(arg)
+    if not targets:
+        return
+    try:
+        chosen = selection.select(targets, root)
+    except selection.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not chosen.paths:
+        raise pytest.UsageError(
+            f"{', '.join(chosen.targets)}: no test depends on it: the site build checks it "
+            "(tox -e docs)"
+        )
+    config.stash[SELECTION] = chosen
+    config.stash[KEPT] = kept
+    config.args[:] = kept + [str(root / p) for p in chosen.paths]
+
+
+def _shard_of(config: pytest.Config) -> tuple[int, int] | None:
+    value = (config.getoption("--shard") or "").strip()
+    if not value:
+        return None
+    match = SHARD.match(value)
+    if not match or not 1 <= int(match["index"]) <= int(match["count"]):
+        raise pytest.UsageError(
+            f"--shard {value!r}: write I/N with 1 <= I <= N, e.g. --shard 2/4 (HANDBOOK_SHARD)"
+        )
+    return int(match["index"]), int(match["count"])
+
+
+def group_of(nodeid: str) -> str:
+    """The unit a run is split by, across workers and shards: the file (a test module, a
+    snippet file), so a module's fixtures and private servers stay in one process."""
+    return nodeid.split("::", 1)[0].split("@", 1)[0]
+
+
+def shard_index(group: str, count: int) -> int:
+    """Which of ``count`` shards runs ``group`` (1-based): from its name alone, so every
+    machine agrees whatever servers it collected tests for."""
+    return zlib.crc32(group.encode()) % count + 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep what ``--page`` (or a page argument) selected, then this ``--shard``'s part."""
+    chosen = config.stash.get(SELECTION, None)
+    kept_paths = [
+        Path(a.split("::", 1)[0]).resolve() for a in config.stash.get(KEPT, [])
+    ]  # fmt: skip
+    shard = _shard_of(config)
+    keep, drop = [], []
+    for item in items:
+        wanted = True
+        if chosen is not None and not any(item.path.is_relative_to(k) for k in kept_paths):
+            callspec = getattr(item, "callspec", None)
+            wanted = chosen.wants(
+                rel(item.path, config.rootpath),
+                getattr(item, "originalname", item.name),
+                callspec.id if callspec is not None else "",
+            )
+        if wanted and shard is not None:
+            wanted = shard_index(group_of(item.nodeid), shard[1]) == shard[0]
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    chosen = config.stash.get(SELECTION, None)
+    if chosen is not None:
+        lines.append(
+            f"handbook: what {', '.join(chosen.targets)} depends on (handbook/selection.py)"
+        )
+    shard = _shard_of(config)
+    if shard is not None:
+        lines.append(f"handbook: shard {shard[0]} of {shard[1]}, split by file")
+    return lines
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -67,8 +217,41 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     report = session.config.stash.get(REPORT, None)
-    if report is not None and (report.entries or report.proofs or report.tests or report.exporters):
+    if report is None:
+        return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes the report
+        workeroutput["handbook_report"] = report.results()
+        skips = session.config.stash.get(unverified.SKIPS, [])
+        workeroutput["handbook_skips"] = [[s.nodeid, s.reason] for s in skips]
+        return
+    if report.entries or report.proofs or report.tests or report.exporters:
         report.write()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist, on the controller: every worker records under this run's id."""
+    report: Report = node.config.stash[REPORT]
+    node.workerinput["handbook_run"] = report.run_id
+    node.workerinput["handbook_started"] = report.started
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist, on the controller: a worker is done; take its results into the report."""
+    output = getattr(node, "workeroutput", None) or {}
+    if "handbook_report" in output:
+        node.config.stash[REPORT].absorb(output["handbook_report"])
+    skips = node.config.stash.get(unverified.SKIPS, None)
+    if skips is not None:
+        skips += [
+            unverified.Skip(nodeid, reason) for nodeid, reason in output.get("handbook_skips", [])
+        ]
+    if error is not None and "handbook_report" not in output:
+        worker = getattr(node, "gateway", None)
+        name = getattr(worker, "id", "a worker")
+        node.config.stash[REPORT].lost.append(f"{name}: {error}")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -100,6 +283,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         write(f"exporter {key}: {description}")
     for entry in sorted(report.not_verified(), key=lambda e: e.key):
         write(f"not verified: {entry.key}: {entry.outcome}: {entry.reason}")
+    for lost in report.lost:
+        write(f"LOST: a worker ended without sending its results ({lost}): rerun them")
     write(f"report: {rel(report.path, config.rootpath)}")
 
 
@@ -146,7 +331,7 @@ class SnippetFile(pytest.File):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (snippets.SnippetError, ServerUnavailable)):
             return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
+        return super().repr_failure(excinfo)
 
 
 READ_ONLY_SERVERS = "external servers run read-only snippets only"

@@ -12,14 +12,22 @@ matches (``is_current()``). Each run also records the hash of every snippet it s
 (``snippets``: the hash and the first run that saw it) and the outcome of every test
 file (``tests``), so that a ``verified-by:`` test counts only when it passed in a run
 that saw the snippet's current content (``verified_by()``).
+
+Several processes, one report: under pytest-xdist each worker sends
+:meth:`Report.results` to the controller, which :meth:`Report.absorb` s them and alone
+writes the file. Several machines (``pytest --shard i/N``): each writes its own file and
+``python -m handbook.report merge a.json b.json -o build/verification.json`` joins them
+into one run (:func:`merge`), failing when two shards ran the same thing.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import platform
 import secrets
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +91,32 @@ class Report:
         self.tests: dict[str, str] = {}
         # "postgres_exporter@pg15" -> "postgres_exporter 0.11.1 against PostgreSQL 15.20, local"
         self.exporters: dict[str, str] = {}
+        self.lost: list[str] = []  # workers that ended without sending their results
+
+    def results(self) -> dict:
+        """What this process recorded, as :meth:`absorb` takes it (JSON-ready)."""
+        return {
+            "entries": {key: asdict(entry) for key, entry in self.entries.items()},
+            "servers": dict(self.servers),
+            "proofs": dict(self.proofs),
+            "tests": dict(self.tests),
+            "exporters": dict(self.exporters),
+        }
+
+    def absorb(self, results: dict) -> None:
+        """Take another process's :meth:`results` (an xdist worker's) into this report."""
+        for key, fields in results.get("entries", {}).items():
+            entry = Entry(**fields)
+            before = self.entries.get(key)
+            if before is None or before.outcome == "not-run" or entry.outcome != "not-run":
+                self.entries[key] = entry  # what ran beats what collection put aside
+        self.servers.update(results.get("servers", {}))
+        self.exporters.update(results.get("exporters", {}))
+        for test_file, outcome in results.get("tests", {}).items():
+            self.test_outcome(test_file, outcome)
+        for key, outcome in results.get("proofs", {}).items():
+            if RANK.get(outcome, -1) > RANK.get(self.proofs.get(key, ""), -1):
+                self.proofs[key] = outcome
 
     def add(self, entry: Entry) -> None:
         if entry.outcome not in OUTCOMES:
@@ -209,3 +243,161 @@ def run_info(data: dict, run_id: str) -> str:
     started = data.get("runs", {}).get(run_id, {}).get("started", "")
     when = started.replace("T", " ").removesuffix("Z")[:16]
     return f"run {run_id} ({when} UTC)" if when else f"run {run_id}"
+
+
+# -- shards: one report from several machines' -----------------------------------------------
+
+
+class MergeError(ValueError):
+    """Shard reports that cannot be one run: the message names what and where."""
+
+
+def merge(reports: list[tuple[str, dict]]) -> tuple[dict, dict[str, int]]:
+    """Join shard reports (``(name, data)`` pairs, as written) into one run's report.
+
+    Each shard's own run becomes one merged run (id ``<first>-merged``); results older
+    shards carried over keep their runs. A result that two shards' own runs both recorded
+    (an entry that ran, a test file, a proof) means the shards overlapped:
+    :class:`MergeError`. Returns the data and counts for the summary line.
+    """
+    if not reports:
+        raise MergeError("no reports to merge: give the shards' verification.json files")
+    shard_runs = {}
+    for name, data in reports:
+        if not data.get("run"):
+            raise MergeError(f"{name}: not a verification report (no run): give the file a "
+                             "test run wrote (build/verification.json)")  # fmt: skip
+        shard_runs[data["run"]] = name
+    merged_id = f"{sorted(shard_runs)[0]}-merged"
+    own = {run: merged_id for run in shard_runs}
+    overlaps: list[str] = []
+    entries: dict[str, dict] = {}
+    tests: dict[str, dict] = {}
+    proofs: dict[str, dict] = {}
+    came_from: dict[str, str] = {}
+    for name, data in reports:
+        for key, entry in data.get("entries", {}).items():
+            _merge_record(entries, key, entry, name, data["run"], came_from, overlaps, "entries")
+        for section, into in (("tests", tests), ("proofs", proofs)):
+            for key, record in data.get(section, {}).items():
+                _merge_record(into, key, stamped(record), name, data["run"], came_from,
+                              overlaps, section)  # fmt: skip
+    if overlaps:
+        raise MergeError(
+            "the shards overlap (every machine must run pytest --shard I/N with the same N "
+            "and the same checkout):\n  " + "\n  ".join(overlaps)
+        )
+    for record in [*entries.values(), *tests.values(), *proofs.values()]:
+        record["run"] = own.get(record.get("run", ""), record.get("run", ""))
+    runs: dict[str, dict] = {}
+    for _, data in reports:
+        runs.update({k: v for k, v in data.get("runs", {}).items() if k not in own})
+    mine = [data.get("runs", {}).get(data["run"], {}) for _, data in reports]
+    machines = sorted({r.get("machine", "") for r in mine if r.get("machine")})
+    runs[merged_id] = {
+        "started": min((r.get("started", "") for r in mine), default=""),
+        "finished": max((r.get("finished", "") for r in mine), default=""),
+        "machine": f"{len(reports)} shards: " + "; ".join(machines),
+        "shards": sorted(shard_runs),
+    }
+    referenced = {r.get("run", "") for r in [*entries.values(), *tests.values(), *proofs.values()]}
+    referenced.add(merged_id)
+    seen: dict[str, dict] = {}
+    for _, data in reports:
+        for snippet, record in data.get("snippets", {}).items():
+            if _replaces(seen.get(snippet), record):
+                seen[snippet] = dict(record)
+    for record in seen.values():
+        record["run"] = own.get(record.get("run", ""), record.get("run", ""))
+    servers: dict[str, str] = {}
+    exporters: dict[str, str] = {}
+    for _, data in reports:
+        servers.update(data.get("servers", {}))
+        exporters.update(data.get("exporters", {}))
+    merged = {
+        "generated": max(data.get("generated", "") for _, data in reports),
+        "run": merged_id,
+        "machine": runs[merged_id]["machine"],
+        "runs": {k: v for k, v in sorted(runs.items()) if k in referenced},
+        "servers": dict(sorted(servers.items())),
+        "entries": dict(sorted(entries.items())),
+        "proofs": dict(sorted(proofs.items())),
+        "tests": dict(sorted(tests.items())),
+        "snippets": dict(sorted(seen.items())),
+        "exporters": dict(sorted(exporters.items())),
+    }
+    counts = {"reports": len(reports), "entries": len(entries), "tests": len(tests),
+              "proofs": len(proofs)}  # fmt: skip
+    return merged, counts
+
+
+def _replaces(before: dict | None, record: dict) -> bool:
+    """Which ``snippets`` record of a snippet to keep: the same content since the earliest
+    shard that saw it; other content, the latest."""
+    if before is None:
+        return True
+    later = record.get("since", "") > before.get("since", "")
+    return later if before.get("hash") != record.get("hash") else not later and record != before
+
+
+def _merge_record(into: dict, key: str, record: dict, name: str, run: str,
+                  came_from: dict, overlaps: list[str], section: str) -> None:  # fmt: skip
+    """One shard's record of ``key``: an overlap when another shard's run recorded it too
+    (what collection set aside, ``not-run``, every shard records alike)."""
+    before = into.get(key)
+    where = f"{section}:{key}"
+    ran = record.get("outcome") != "not-run" or section != "entries"
+    if before is None:
+        into[key] = dict(record)
+        came_from[where] = name if record.get("run") == run else ""
+        return
+    mine = record.get("run") == run
+    other = came_from.get(where, "")
+    before_ran = before.get("outcome") != "not-run" or section != "entries"
+    if mine and other and ran and before_ran:
+        overlaps.append(f"{key}: in {other} and in {name}")
+        return
+    if (ran and not before_ran) or (
+        ran == before_ran and record.get("time", "") > before.get("time", "")
+    ):
+        into[key] = dict(record)
+        came_from[where] = name if mine else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook.report",
+        description="Join the build/verification.json of several shards (pytest --shard I/N) "
+        "into one report the site renders.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    joining = commands.add_parser("merge", help="merge shard reports into one")
+    joining.add_argument("reports", nargs="+", type=Path, help="the shards' reports")
+    joining.add_argument("-o", "--output", type=Path, default=REPORT,
+                         help="the merged report (default build/verification.json)")  # fmt: skip
+    args = parser.parse_args(argv)
+    loaded = []
+    for path in args.reports:
+        data = load(path)
+        if not data:
+            print(f"{path}: missing or not JSON: give the report each shard's run wrote "
+                  "(its build/verification.json)", file=sys.stderr)  # fmt: skip
+            return 2
+        loaded.append((str(path), data))
+    try:
+        merged, counts = merge(loaded)
+    except MergeError as exc:
+        print(f"python -m handbook.report merge: {exc}", file=sys.stderr)
+        return 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(args.output)
+    print(f"{args.output}: run {merged['run']} from {counts['reports']} reports: "
+          f"{counts['entries']} snippet results, {counts['tests']} test files, "
+          f"{counts['proofs']} proofs")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,466 @@
+"""Which tests a page, a snippet or a ``conf/`` file depends on: ``pytest docs/runbooks/x.md``.
+
+The pytest plugin (``handbook.pytest_plugin``) turns such a path argument (or
+``--page PATH``) into a :class:`Selection`: the files pytest collects and, for each
+collected item, whether it stays. Nothing here is a hand-kept list; it is read from what
+the repository already says:
+
+- a page's snippets: its ``{snippet}`` includes and the snippet files whose ``page:``
+  header names it; its ``conf/`` files: its ``literalinclude`` of ``conf/``;
+- the alert a runbook serves (its ``{alert} NAME`` header): the promtool unit tests of
+  that alert (the files under ``conf/prometheus/tests/`` that name it) and every test
+  whose parametrization names it;
+- which tests use a file: the test functions that name it (``"sql/x/y.sql"``,
+  ``DOCS / "runbooks" / "x.md"``, ``RULE_TESTS_DIR``...), read with ``ast`` through the
+  module constants, fixtures and helpers they use, and through the ``handbook`` modules
+  they import (a drill module in ``handbook/drills/`` names the snippets the drill runs);
+- a lint-only snippet's ``verified-by:`` tests;
+- parametrized tests: an item whose id names a page, snippet or alert stays only when
+  it names one of the selection's (``test_runbook_template[high-latency]``).
+
+Given a snippet file, its own items run (every server) and every test that uses it;
+given a ``conf/`` file, every test that uses it (or the directory it is in); given a
+page, all of the above for each snippet and ``conf/`` file on it, plus the tests that
+name the page and its alert's tests. No pytest import here: the plugin asks
+:meth:`Selection.wants` about each item it collected.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handbook import snippet as snippets
+
+SNIPPET_SUFFIXES = tuple(snippets.KINDS)
+SNIPPET_DIRECTIVE = re.compile(r"^\s*```\{snippet\}\s+(\S+)", re.M)
+INCLUDE_DIRECTIVE = re.compile(r"^\s*```\{literalinclude\}\s+(\S+)", re.M)
+ALERT_DIRECTIVE = re.compile(r"^\s*```\{alert\}\s+(\S+)", re.M)
+# The names a path expression may start from (handbook/paths.py): ROOT / "conf" / ...
+RULE_TESTS = ("conf", "prometheus", "tests")  # promtool unit tests, one group per alert case
+PATH_ROOTS = {"ROOT": "", "CONF": "conf", "SNIPPETS": "snippets", "DOCS": "docs", "BUILD": "build"}
+
+
+class SelectionError(ValueError):
+    """A path that selects nothing: the message names it and says what to give instead."""
+
+
+@dataclass
+class Selection:
+    """What one or more targets (pages, snippets, conf files) depend on."""
+
+    targets: list[str]
+    snippets: set[str] = field(default_factory=set)  # snippet files: all their items
+    functions: dict[str, set[str]] = field(default_factory=dict)  # test file -> functions
+    # test file -> parametrized functions of which only the items naming a token stay
+    by_id: dict[str, set[str]] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=set)  # alert names, page stems, paths
+    known: set[str] = field(default_factory=set)  # every such name, ours or not
+    why: dict[str, str] = field(default_factory=dict)  # "file::function" or file -> reason
+
+    @property
+    def paths(self) -> list[str]:
+        """The files pytest collects: the snippet files and the test modules."""
+        return sorted(self.snippets | set(self.functions) | set(self.by_id))
+
+    def wants(self, path: str, function: str, param_id: str = "") -> bool:
+        """Whether the item ``path::function[param_id]`` belongs to the selection."""
+        if path in self.snippets:
+            return True
+        if path.endswith(".md"):  # pytest-examples items of the page itself
+            return path in self.targets
+        named = {t for t in self.known if _names(param_id, t)}
+        if named and not named & self.tokens:
+            return False  # a parametrization about another page, snippet or alert
+        if function in self.functions.get(path, set()):
+            return True
+        return bool(named) and function in self.by_id.get(path, set())
+
+    def add_test(self, path: str, function: str, why: str) -> None:
+        self.functions.setdefault(path, set()).add(function)
+        self.why.setdefault(f"{path}::{function}", why)
+
+    def describe(self) -> list[str]:
+        """One line per snippet file and per test file whose functions all stay (the
+        parametrized tests kept item by item are not listed)."""
+        lines = [f"{name} (all servers)" for name in sorted(self.snippets)]
+        for path, functions in sorted(self.functions.items()):
+            lines.append(f"{path}: {', '.join(sorted(functions))}")
+        return lines
+
+
+def _names(param_id: str, token: str) -> bool:
+    """``token`` appears in ``param_id`` as a whole name (``HighResponseTime-for`` names
+    ``HighResponseTime``; ``runbooks/high-latency.md:12`` names ``high-latency``)."""
+    return (
+        bool(param_id) and re.search(rf"(?<![\w-]){re.escape(token)}(?!\w)", param_id) is not None
+    )
+
+
+def is_target(path: Path, root: Path) -> bool:
+    """A path argument the selection expands: a docs page, a snippet file, a conf/ file."""
+    try:
+        relative = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    if not path.is_file() or not relative.parts:
+        return False
+    top = relative.parts[0]
+    if top == "docs":
+        return path.suffix == ".md" and "_build" not in relative.parts
+    if top == "snippets":
+        return path.suffix in SNIPPET_SUFFIXES and path.parent.name != "migrations"
+    return top == "conf"
+
+
+def select(targets: list[Path], root: Path) -> Selection:
+    """The tests ``targets`` depend on (paths relative to ``root`` or absolute)."""
+    names = []
+    for target in targets:
+        path = target if target.is_absolute() else root / target
+        if not is_target(path, root):
+            raise SelectionError(
+                f"{target}: not a page (docs/**/*.md), a snippet file or a conf/ file: give "
+                "one of those to run what depends on it"
+            )
+        names.append(path.resolve().relative_to(root.resolve()).as_posix())
+    index = Index(root)
+    selection = Selection(targets=names, known=index.known_names())
+    for name in names:
+        if name.startswith("docs/"):
+            _select_page(selection, index, name)
+        elif name.startswith("snippets/"):
+            _select_snippet(selection, index, name, f"uses {name}")
+        else:
+            _select_conf(selection, index, name, f"uses {name}")
+    return selection
+
+
+def _select_page(selection: Selection, index: Index, page: str) -> None:
+    text = (index.root / page).read_text(encoding="utf-8")
+    relative = page.removeprefix("docs/")
+    stem = Path(relative).with_suffix("").as_posix()
+    selection.tokens |= {page, relative, stem, Path(stem).name}
+    shown = {f"snippets/{m}" for m in SNIPPET_DIRECTIVE.findall(text)}
+    shown |= {name for name, shows in index.snippet_pages().items() if shows == relative}
+    for name in sorted(shown):
+        _select_snippet(selection, index, name, f"{page} shows {name}")
+    for include in INCLUDE_DIRECTIVE.findall(text):
+        included = (index.root / page).parent.joinpath(include).resolve()
+        name = index.relative(included)
+        if name and name.startswith("conf/"):
+            _select_conf(selection, index, name, f"{page} shows {name}")
+    forms = {page, relative, stem + ".html", stem}
+    # A page or an alert counts where a test names it itself: the handbook's own tables
+    # (every alert with its runbook) would otherwise make every test about every page.
+    for path, function in index.tests_naming(forms, deep=False):
+        selection.add_test(path, function, f"names {page}")
+    for alert in ALERT_DIRECTIVE.findall(text):
+        selection.tokens.add(alert)
+        for path, function in index.tests_naming({alert}, deep=False):
+            selection.add_test(path, function, f"names the alert {alert}")
+        for path, function in index.parametrized_tests():
+            selection.by_id.setdefault(path, set()).add(function)
+            selection.why.setdefault(f"{path}::{function}", f"its items that name {alert}")
+        for rule_tests in index.rule_tests_naming(alert):
+            _select_conf(selection, index, rule_tests, f"runs {alert}'s unit tests")
+
+
+def _select_snippet(selection: Selection, index: Index, name: str, why: str) -> None:
+    selection.snippets.add(name)
+    selection.tokens |= {name, name.removeprefix("snippets/")}
+    selection.why.setdefault(name, why)
+    for path, function in index.tests_naming({name, name.removeprefix("snippets/")}):
+        selection.add_test(path, function, why)
+    verified_by = index.verified_by().get(name, [])
+    for path in verified_by:
+        for function in index.test_functions(path):
+            selection.add_test(path, function, f"verified-by: header of {name}")
+
+
+def _select_conf(selection: Selection, index: Index, name: str, why: str) -> None:
+    forms = {name, name.removeprefix("conf/")}
+    folder = name.rsplit("/", 1)[0]  # a test that loads conf/x/ whole uses conf/x/y
+    directories = {folder, folder.removeprefix("conf/")} if folder != "conf" else set()
+    for path, function in index.tests_naming(forms | directories):
+        selection.add_test(path, function, why)
+
+
+# -- what the repository says ---------------------------------------------------------------
+
+
+class Index:
+    """The repository's snippets, test functions and what each test function names."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._modules: dict[str, Module | None] = {}
+
+    def relative(self, path: Path) -> str | None:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    @functools.cache  # noqa: B019 (one Index per selection)
+    def snippet_files(self) -> list[str]:
+        base = self.root / "snippets"
+        found = base.rglob("*") if base.is_dir() else []
+        return sorted(
+            self.relative(p) or ""
+            for p in found
+            if p.suffix in SNIPPET_SUFFIXES and p.parent.name != "migrations" and p.is_file()
+        )
+
+    @functools.cache  # noqa: B019
+    def _headers(self) -> dict[str, snippets.Snippet]:
+        parsed = {}
+        for name in self.snippet_files():
+            try:
+                parsed[name] = snippets.parse(self.root / name, self.root)
+            except (snippets.SnippetError, OSError, UnicodeDecodeError):
+                continue  # its own test item reports it
+        return parsed
+
+    def snippet_pages(self) -> dict[str, str]:
+        """Snippet file -> the page its ``page:`` header names (``runbooks/x.md``)."""
+        return {name: s.page or "" for name, s in self._headers().items()}
+
+    def verified_by(self) -> dict[str, list[str]]:
+        """Snippet file -> the test files its ``verified-by:`` header names."""
+        return {
+            name: [f.strip() for f in s.verified_by.split(",")]
+            for name, s in self._headers().items()
+            if s.verified_by
+        }
+
+    @functools.cache  # noqa: B019
+    def test_files(self) -> list[str]:
+        base = self.root / "tests"
+        found = base.rglob("test_*.py") if base.is_dir() else []
+        return sorted(self.relative(p) or "" for p in found)
+
+    def test_functions(self, path: str) -> list[str]:
+        module = self.module(path)
+        return [] if module is None else module.tests()
+
+    def known_names(self) -> set[str]:
+        """Every page stem, snippet file and alert a parametrization id may name."""
+        known = set()
+        docs = self.root / "docs"
+        for page in docs.rglob("*.md") if docs.is_dir() else []:
+            relative = self.relative(page) or ""
+            if "_build" in relative:
+                continue
+            stem = relative.removeprefix("docs/").removesuffix(".md")
+            known.add(relative)
+            if "/" in stem:  # "runbooks/high-latency"; not a bare "index"
+                known.add(stem)
+            if stem.startswith("runbooks/"):
+                known.add(stem.split("/")[-1])
+            known |= set(ALERT_DIRECTIVE.findall(page.read_text(encoding="utf-8")))
+        for name in self.snippet_files():
+            known |= {name, name.removeprefix("snippets/")}
+        return known
+
+    def rule_tests_naming(self, alert: str) -> list[str]:
+        """The promtool unit test files (``conf/prometheus/tests/``) that test ``alert``."""
+        base = self.root.joinpath(*RULE_TESTS)
+        found = sorted(base.glob("*.yml")) if base.is_dir() else []
+        pattern = re.compile(rf"\b{re.escape(alert)}\b")
+        return [self.relative(p) or "" for p in found if pattern.search(p.read_text("utf-8"))]
+
+    def tests_naming(self, forms: set[str], deep: bool = True) -> list[tuple[str, str]]:
+        """``(test file, function)`` for each test function that names one of ``forms``
+        (``deep``: also through the ``handbook`` modules it uses; else in its own module)."""
+        found = []
+        for path in self.test_files():
+            module = self.module(path)
+            if module is None:
+                continue
+            for function in module.tests():
+                if module.mentions(function, deep) & forms:
+                    found.append((path, function))
+        return found
+
+    def parametrized_tests(self) -> list[tuple[str, str]]:
+        """Every parametrized test function: :meth:`Selection.wants` keeps the items whose
+        id names the selection's alert or page, and drops the others."""
+        found = []
+        for path in self.test_files():
+            module = self.module(path)
+            if module is not None:
+                found += [(path, f) for f in module.tests() if f in module.parametrized]
+        return found
+
+    def module(self, path: str) -> Module | None:
+        if path not in self._modules:
+            self._modules[path] = None  # an import cycle ends here
+            file = self.root / path
+            try:
+                tree = ast.parse(file.read_text(encoding="utf-8"), path)
+            except (OSError, SyntaxError, UnicodeDecodeError):
+                return None
+            self._modules[path] = Module(self, path, tree)
+        return self._modules[path]
+
+    def module_path(self, dotted: str) -> str | None:
+        """``handbook.drills.latency`` -> ``handbook/drills/latency.py`` (in this repository)."""
+        base = self.root / Path(*dotted.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return self.relative(candidate)
+        return None
+
+
+class Module:
+    """One Python file: its top-level functions, classes and constants, and what each names.
+
+    What a name mentions: the strings in its definition (decorators and defaults
+    included), the paths its ``ROOT / "conf" / ...`` expressions build, and what every
+    name it uses mentions in turn: module constants, helpers, fixtures (a test's
+    arguments), and names imported from ``handbook`` modules (``drill.snippet(...)``
+    through ``from handbook.drills import latency as drill``).
+    """
+
+    def __init__(self, index: Index, path: str, tree: ast.Module) -> None:
+        self.index = index
+        self.path = path
+        self.definitions: dict[str, ast.AST] = {}
+        self.imports: dict[str, tuple[str, str | None]] = {}  # alias -> (module path, name)
+        self.parametrized: set[str] = set()
+        self._tests: list[str] = []
+        self._mentions: dict[tuple[str, bool], set[str]] = {}
+        for node in tree.body:
+            self._read(node)
+
+    def _read(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            self.definitions[node.name] = node
+            if node.name.startswith(("test_", "Test")):
+                self._tests.append(node.name)
+            if any("parametrize" in ast.unparse(d) for d in node.decorator_list):
+                self.parametrized.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        self.definitions[name.id] = node
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = self.index.module_path(f"{node.module}.{alias.name}")
+                if submodule is not None:
+                    self.imports[alias.asname or alias.name] = (submodule, None)
+                    continue
+                source = self.index.module_path(node.module)
+                if source is not None:
+                    self.imports[alias.asname or alias.name] = (source, alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                source = self.index.module_path(alias.name)
+                if source is not None and alias.asname:
+                    self.imports[alias.asname] = (source, None)
+        elif isinstance(node, ast.If | ast.Try):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    self._read(child)
+
+    def tests(self) -> list[str]:
+        return list(self._tests)
+
+    def mentions(self, name: str, deep: bool = True) -> set[str]:
+        """Every string and path that ``name`` (a function, class or constant) names;
+        ``deep=False``: only in this module (and the fixtures of the conftests above it),
+        not through what it imports from ``handbook``."""
+        key = (name, deep)
+        if key in self._mentions:
+            return self._mentions[key]
+        self._mentions[key] = set()  # a recursive helper ends here
+        node = self.definitions.get(name)
+        found: set[str] = set()
+        if node is not None:
+            found |= self._strings(node)
+            for used, attribute in self._uses(node):
+                found |= self._resolve(used, attribute, deep)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for argument in node.args.args + node.args.kwonlyargs:
+                    found |= self._fixture(argument.arg, deep)
+        elif name in self.imports and deep:
+            found |= self._resolve(name, None, deep)
+        self._mentions[key] = found
+        return found
+
+    def _resolve(self, name: str, attribute: str | None, deep: bool) -> set[str]:
+        if name in self.imports:
+            if not deep:
+                return set()
+            source, imported = self.imports[name]
+            module = self.index.module(source)
+            target = imported or attribute
+            if module is None:
+                return set()
+            if target is None:  # a whole module used as a value: what all of it names
+                return set().union(*(module.mentions(n) for n in module.definitions))
+            return module.mentions(target)
+        if name in self.definitions and name != "__all__":
+            return self.mentions(name, deep)
+        return set()
+
+    def _fixture(self, argument: str, deep: bool) -> set[str]:
+        """A test's argument: the fixture of that name here or in a conftest above it."""
+        if argument in self.definitions:
+            return self.mentions(argument, deep)
+        folder = Path(self.path).parent
+        while True:
+            conftest = (folder / "conftest.py").as_posix().removeprefix("./")
+            module = self.index.module(conftest) if (self.index.root / conftest).is_file() else None
+            if module is not None and module is not self and argument in module.definitions:
+                return module.mentions(argument, deep)
+            if folder == Path("."):
+                return set()
+            folder = folder.parent
+
+    def _uses(self, node: ast.AST) -> set[tuple[str, str | None]]:
+        """The names ``node`` loads, with the attribute taken of a module alias."""
+        used, owners = set(), set()
+        for child in ast.walk(node):
+            if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name):
+                used.add((child.value.id, child.attr))
+                owners.add(id(child.value))
+        for child in ast.walk(node):
+            loads = isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load)
+            if loads and id(child) not in owners:
+                used.add((child.id, None))
+        return used
+
+    def _strings(self, node: ast.AST) -> set[str]:
+        """String constants in ``node``, and the paths its ``a / "b" / "c"`` expressions build."""
+        found = set()
+        for child in ast.walk(node):
+            if isinstance(child, ast.Constant) and isinstance(child.value, str):
+                found.add(child.value)
+            elif isinstance(child, ast.BinOp) and isinstance(child.op, ast.Div):
+                path = self._path(child)
+                if path:
+                    found.add(path)
+        return found
+
+    def _path(self, node: ast.expr) -> str | None:
+        """``CONF / "prometheus" / "tests"`` -> ``conf/prometheus/tests``; an unknown start
+        (``copy / "docs" / "x.md"``) gives the rest (``docs/x.md``)."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return PATH_ROOTS.get(node.id, "")
+        if isinstance(node, ast.Attribute) and node.attr in PATH_ROOTS:
+            return PATH_ROOTS[node.attr]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            left, right = self._path(node.left), self._path(node.right)
+            if right is None:
+                return None
+            return "/".join(p for p in (left or "", right) if p)
+        return ""

@@ -1,0 +1,121 @@
+"""``pytest docs/runbooks/high-latency.md`` runs what that page depends on, and only that.
+
+``handbook/selection.py`` reads it from the repository (the page's ``{snippet}``
+includes and ``{alert}``, the snippets' headers, what each test function names); the
+plugin turns a page, snippet or ``conf/`` argument into that selection. These tests ask
+the real selection about the real pages, then let a real pytest collect with it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handbook.paths import ROOT
+from handbook.selection import SelectionError, select
+
+
+def spelled(*parts: str) -> str:
+    """A path spelled in parts, so that the selection does not take this file for a test
+    of the page, snippet or conf file it names (and run it with them)."""
+    return "/".join(parts)
+
+
+PAGE = spelled("docs", "runbooks", "high-latency.md")
+DRILL = "tests/drills/test_high_latency.py"
+OTHER_DRILLS = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / "tests" / "drills").glob("test_*.py")
+    if p.name != "test_high_latency.py"
+)
+
+
+@pytest.fixture(scope="module")
+def high_latency():
+    return select([Path(PAGE)], ROOT)
+
+
+@pytest.fixture(scope="module")
+def collected() -> list[str]:
+    """The node ids a real ``pytest docs/runbooks/high-latency.md`` would run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", PAGE],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"pytest {PAGE} --collect-only failed (handbook/pytest_plugin.py _select):\n"
+        f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_a_page_selects_its_snippets_on_every_server(high_latency, collected):
+    page = (ROOT / PAGE).read_text(encoding="utf-8")
+    shown = {
+        f"snippets/{line.split()[1]}"
+        for line in page.splitlines()
+        if line.strip().startswith("```{snippet}")
+    }
+    assert shown, f"{PAGE}: no {{snippet}} include found: the test reads the page wrongly"
+    missing = sorted(shown - high_latency.snippets)
+    assert not missing, f"handbook/selection.py: {PAGE} shows {missing}, which were not selected"
+    extra = sorted(high_latency.snippets - shown)
+    assert not extra, f"handbook/selection.py: selected {extra}, which {PAGE} does not show"
+    for name in shown:  # every item of the file (one per server label) is collected
+        assert any(c.startswith(f"{name}::") for c in collected), f"{name}: no item collected"
+
+
+def test_a_page_selects_its_drill_and_no_other_runbooks_drill(high_latency, collected):
+    assert DRILL in high_latency.functions, (
+        f"handbook/selection.py: {PAGE}'s drill {DRILL} (it runs the page's snippets) was not "
+        f"selected; selected: {sorted(high_latency.functions)}"
+    )
+    drill_items = [c for c in collected if c.startswith(f"{DRILL}::")]
+    assert drill_items, f"pytest {PAGE} collects none of {DRILL}'s tests:\n{collected}"
+    others = [c for c in collected if c.split("::")[0] in OTHER_DRILLS]
+    assert not others, f"pytest {PAGE} would run other runbooks' drills: {others}"
+
+
+def test_a_page_selects_its_alerts_unit_tests_and_only_that_alerts_items(collected):
+    alert = "HighResponse" + "Time"  # the page's {alert} header (in parts: see spelled())
+    assert "tests/test_alert_rules.py::test_promtool_unit_tests_pass" in collected, (
+        "handbook/selection.py: the promtool unit tests of the page's alert "
+        "(conf/prometheus/tests/) are not selected"
+    )
+    mutations = [c for c in collected if "test_the_unit_tests_fail_when_the_rule_drifts[" in c]
+    assert mutations and all(f"[{alert}-" in c for c in mutations), (
+        f"handbook/selection.py: the rule mutation tests selected are {mutations}: "
+        f"expected {alert}'s only"
+    )
+    for other in ("HighErrorRate", "LowCacheHitRate", "PostgreSQLDown"):
+        named = [c for c in collected if other in c]
+        assert not named, f"pytest {PAGE} would run another alert's items: {named}"
+    templates = [c for c in collected if "test_every_runbook_has_the_required_sections" in c]
+    assert templates == [
+        "tests/test_runbook_template.py::"
+        "test_every_runbook_has_the_required_sections_in_order[high-latency]"
+    ], f"the page's own template check only, not {templates}"
+
+
+def test_a_snippet_selects_its_items_and_the_tests_that_run_it():
+    name = spelled("snippets", "sql", "locks", "blocking_locks.sql")
+    chosen = select([Path(name)], ROOT)
+    assert chosen.snippets == {name}
+    assert DRILL in chosen.functions, f"{DRILL} runs blocking_locks.sql: {chosen.functions}"
+    assert not set(chosen.functions) & set(OTHER_DRILLS), chosen.functions
+
+
+def test_a_conf_file_selects_the_tests_that_use_it():
+    chosen = select([Path(spelled("conf", "prometheus", "tests", "alert_rules_test.yml"))], ROOT)
+    assert "test_promtool_unit_tests_pass" in chosen.functions.get(
+        "tests/test_alert_rules.py", set()
+    ), f"the promtool unit tests use conf/prometheus/tests/: selected {chosen.functions}"
+    assert not chosen.snippets
+
+
+def test_a_path_that_is_no_page_snippet_or_conf_file_is_refused():
+    with pytest.raises(SelectionError, match=r"README\.md: not a page .* give one of those"):
+        select([Path("README.md")], ROOT)
