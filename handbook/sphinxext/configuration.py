@@ -92,7 +92,7 @@ class ConfigurationReference(_CatalogueDirective):
             + "); an environment not listed keeps the default."
         )
         result: list[nodes.Node] = [intro]
-        header = ["Option", "Type", "Default and environments", "Description"]
+        header = ["Option and type", "Default and environments", "Description"]
         for key, title in catalogue.categories.items():
             options = catalogue.in_category(key)
             if not options:
@@ -107,11 +107,15 @@ class ConfigurationReference(_CatalogueDirective):
                     flags.append(f"required if {option.required_if}=true")
                 if flags:
                     name.append(nodes.emphasis(text=", ".join(flags)))
-                kind: list[nodes.Node] = [nodes.Text(option.type)]
+                # The type under the name: three columns leave the description its room.
+                kind = nodes.inline(classes=["handbook-option-type"])
+                kind += nodes.Text(option.type)
                 if option.accepts():
-                    kind.append(nodes.literal(text=option.accepts()))
+                    kind += nodes.Text(" ")
+                    kind += nodes.literal(text=option.accepts())
                 if option.unit:
-                    kind.append(nodes.Text(option.unit))
+                    kind += nodes.Text(f", {option.unit}")
+                name.append(kind)
                 if option.has_default:
                     default = _code(option.default_text())
                 else:
@@ -121,12 +125,14 @@ class ConfigurationReference(_CatalogueDirective):
                     text = environments[env_name].value_text(option)
                     if text is not None:
                         values.append(_labelled(env_name, _code(text)))
-                rows.append([name, kind, values, nodes.Text(option.description)])
+                rows.append([name, values, nodes.Text(option.description)])
             # A heading per category, with a stable anchor: config-<category key>
             node_id = f"config-{key}"
             section = nodes.section(ids=[node_id], names=[node_id])
             section += nodes.title(text=f"{title} ({len(options)})")
-            section += _table([28, 14, 28, 30], header, rows)
+            options_table = _table([37, 30, 33], header, rows)
+            options_table["classes"].append("handbook-options")
+            section += options_table
             self.set_source_info(section)
             self.env.get_domain("std").note_hyperlink_target(
                 node_id, self.env.docname, node_id, title
