@@ -1,0 +1,138 @@
+"""Shards and workers give one report: nothing lost, nothing counted twice.
+
+A copy of the project with four snippet files is run by real pytest processes four
+ways: whole, as ``--shard 1/2`` and ``--shard 2/2`` (two machines, each its own
+``build/verification.json``), and with two xdist workers (``-n 2``). The shards' real
+reports merged with ``python -m handbook.report merge`` must hold what the whole run
+holds, each result once; so must the report the xdist controller wrote from its workers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handbook.paths import ROOT
+from handbook.pytest_plugin import group_of, shard_index
+from handbook.report import MergeError, merge
+
+# Two files per shard (the split is by file name: handbook/pytest_plugin.py shard_index).
+SNIPPETS = (
+    "snippets/sql/pool/connections_by_state.sql",
+    "snippets/sql/pool/connection_limits.sql",
+    "snippets/redis/cache/info_stats.redis",
+    "snippets/redis/cache/reset_stats.redis",
+)
+
+
+def project(where: Path) -> Path:
+    """A copy that can run the harness: conftest, pytest settings, conf/, the snippets."""
+    where.mkdir()
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, where / name)
+    shutil.copytree(ROOT / "conf", where / "conf")
+    for name in SNIPPETS:
+        source = ROOT / name
+        (where / name).parent.mkdir(parents=True, exist_ok=True)
+        for file in source.parent.glob(source.name + "*"):  # the snippet and its sidecars
+            shutil.copy(file, where / name.rsplit("/", 1)[0] / file.name)
+    return where
+
+
+def run(where: Path, *args: str) -> dict:
+    """A real pytest run in ``where``; the report it wrote."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pg", "local",
+         "--redis", "local", *args, "snippets"],
+        cwd=where, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"pytest {' '.join(args)} in {where}:\n{result.stdout[-4000:]}"
+    return json.loads((where / "build" / "verification.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[str, dict]:
+    base = tmp_path_factory.mktemp("shards")
+    return {
+        "whole": run(project(base / "whole")),
+        "shard1": run(project(base / "shard1"), "--shard", "1/2"),
+        "shard2": run(project(base / "shard2"), "--shard", "2/2"),
+        "workers": run(project(base / "workers"), "-n", "2"),
+    }
+
+
+def results(report: dict) -> dict[str, str]:
+    """``snippet[label]`` -> outcome, for what this report's own run recorded."""
+    return {k: e["outcome"] for k, e in report["entries"].items() if e["run"] == report["run"]}
+
+
+def test_the_shards_split_the_files_between_them():
+    shards = {name: shard_index(group_of(name), 2) for name in SNIPPETS}
+    assert sorted(shards.values()) == [1, 1, 2, 2], (
+        f"tests/test_report_merge.py: SNIPPETS must give each of two shards two files "
+        f"(pick other files): {shards}"
+    )
+
+
+def test_each_shard_runs_its_own_part(reports):
+    whole = results(reports["whole"])
+    one, two = results(reports["shard1"]), results(reports["shard2"])
+    assert one and two, f"a shard ran nothing: 1/2 ran {sorted(one)}, 2/2 ran {sorted(two)}"
+    assert not set(one) & set(two), f"both shards ran {sorted(set(one) & set(two))}"
+    assert {**one, **two} == whole, (
+        f"the shards together ran {sorted({**one, **two})}, the whole run {sorted(whole)}"
+    )
+
+
+def test_merged_shards_are_the_whole_run_each_result_once(reports, tmp_path):
+    paths = []
+    for name in ("shard1", "shard2"):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(reports[name]), encoding="utf-8")
+    out = tmp_path / "merged" / "verification.json"
+    command = [sys.executable, "-m", "handbook.report", "merge", *map(str, paths), "-o", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    merged = json.loads(out.read_text(encoding="utf-8"))
+    whole = reports["whole"]
+    assert results(merged) == results(whole), (
+        f"merged {sorted(results(merged).items())}\nwhole {sorted(results(whole).items())}"
+    )
+    assert len(merged["entries"]) == len(whole["entries"])
+    assert {k: v["outcome"] for k, v in merged["tests"].items()} == {
+        k: v["outcome"] for k, v in whole["tests"].items()
+    }
+    assert set(merged["snippets"]) == set(whole["snippets"])
+    assert merged["runs"][merged["run"]]["shards"] == sorted(
+        reports[name]["run"] for name in ("shard1", "shard2")
+    )
+    assert f"{len(whole['entries'])} snippet results" in done.stdout, done.stdout
+
+
+def test_a_result_two_shards_both_ran_fails_the_merge(reports, tmp_path):
+    """The same shard twice: every result in it overlaps; the merge names them."""
+    shard = reports["shard1"]
+    again = {**shard, "run": shard["run"] + "-again"}
+    again["entries"] = {k: {**e, "run": again["run"]} for k, e in shard["entries"].items()}
+    again["runs"] = {again["run"]: shard["runs"][shard["run"]]}
+    with pytest.raises(MergeError, match=r"the shards overlap") as caught:
+        merge([("a.json", shard), ("b.json", again)])
+    first = sorted(results(shard))[0]
+    assert f"{first}: in a.json and in b.json" in str(caught.value), caught.value
+
+
+def test_two_workers_write_what_one_process_writes(reports):
+    workers, whole = reports["workers"], reports["whole"]
+    assert results(workers) == results(whole), (
+        f"-n 2 recorded {sorted(results(workers).items())}\n"
+        f"serially: {sorted(results(whole).items())}"
+    )
+    assert {k: v["outcome"] for k, v in workers["tests"].items()} == {
+        k: v["outcome"] for k, v in whole["tests"].items()
+    }
+    assert set(workers["servers"]) == set(whole["servers"])
