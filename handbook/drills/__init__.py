@@ -9,7 +9,9 @@ point-in-time restores), ``promotion`` and ``sentinel``, each returning a typed 
 what it checked and measured, on servers made with ``local`` (the server account, crashes,
 servers started from another's data) and rows counted by ``orders``; ``objectives`` holds
 the RTO/RPO targets and ``build/dr-report.json``, and ``dr`` is
-``python -m handbook.drills.dr``.
+``python -m handbook.drills.dr``. ``alertpath`` runs the whole alert path on the real
+programs (Prometheus, Alertmanager, the exporters, ``handbook respond``) and keeps its
+figures in ``build/alert-path.json``.
 
-May import: paths, snippet, servers, runners, schema.
+May import: paths, snippet, servers, runners, schema, prometheus.
 """
