@@ -2,6 +2,8 @@
 
 - The Quick start is two commands, the site first, then the test command, and
   ``.ci/run`` runs that same test command.
+- "Verify one page" runs the test command on one page that exists, and every
+  ``tox -e tests -- PATH`` the README shows names a file that exists.
 - Every system package ``.ci/run`` installs has a row saying what it adds, and every
   row names a package ``.ci/run`` installs.
 - Every ``HANDBOOK_*`` variable the code reads is in the variables table, and the
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from handbook.paths import ROOT
+from handbook.selection import is_target
 
 README = ROOT / "README.md"
 CI_RUN = ROOT / ".ci" / "run"
@@ -117,6 +120,29 @@ def test_quick_start_is_the_site_then_the_tests_and_ci_runs_the_same_test_comman
     )
     full = code_blocks("Full verification (what CI runs)", "sh")
     assert full == ["sudo bash .ci/run"], f"README.md: the full verification is .ci/run: {full}"
+
+
+def test_verify_one_page_runs_the_test_env_on_a_page_and_every_path_shown_exists():
+    commands = code_blocks("Verify one page", "sh")
+    assert len(commands) == 1, f"README.md: 'Verify one page' shows one command: {commands}"
+    prefix = ".venv/bin/tox -e tests -- "
+    assert commands[0].startswith(prefix), (
+        f"README.md: 'Verify one page' runs the tests env on a page ({prefix}docs/...): "
+        f"{commands[0]!r}"
+    )
+    page = ROOT / commands[0].removeprefix(prefix).strip()
+    assert page.suffix == ".md" and is_target(page, ROOT), (
+        f"README.md: 'Verify one page' names {page.relative_to(ROOT)}, which is not a page "
+        "under docs/: name one that exists"
+    )
+    text = readme()
+    shown = re.findall(r"tox -e tests -- ((?:docs|snippets|conf)/[^\s`:]+)", text)
+    assert shown, "README.md shows no `tox -e tests -- PATH` command"
+    for path in shown:
+        line = text.count("\n", 0, text.index(path)) + 1
+        assert (ROOT / path).is_file(), (
+            f"README.md:{line}: `tox -e tests -- {path}`: no such file: name one that exists"
+        )
 
 
 def test_every_package_ci_installs_has_a_row_saying_what_it_adds():
