@@ -43,6 +43,7 @@ from handbook.site import base_url
 
 HOST = "127.0.0.1"  # loopback only: it runs beside Alertmanager (conf/alertmanager/)
 PORT = 9095  # conf/alertmanager/alertmanager.yml's incident-responder webhook
+RESPONDER_RECEIVER = "incident-responder"  # that receiver's name
 PAYLOAD_VERSION = "4"  # Alertmanager's webhook payload version
 FORWARD_TIMEOUT = 10.0
 RUNBOOK_PAGE = re.compile(r"runbooks/(?P<page>[\w-]+)\.html")

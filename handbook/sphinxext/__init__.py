@@ -3,6 +3,7 @@
 from sphinx.application import Sphinx
 
 from handbook.sphinxext import (
+    alertpath,
     alerts,
     configuration,
     diagrams,
@@ -32,6 +33,7 @@ def setup(app: Sphinx) -> dict:
     packagemap.setup(app)
     summary.setup(app)
     recovery.setup(app)
+    alertpath.setup(app)  # {alert-path}: the alert-path drills' figures
     servers.setup(app)
     oncall.setup(app)
     firstfive.setup(app)
