@@ -24,11 +24,13 @@ CREATE TABLE users (
 );
 
 COMMENT ON COLUMN users.failed_login_count IS
-    'Consecutive failed logins since the last success; reaching the limit sets locked_until.';
+    'Consecutive failed logins since the last success; '
+    'reaching the limit sets locked_until.';
 COMMENT ON COLUMN users.locked_until IS
     'The account refuses logins until this time (NULL: not locked).';
 
 -- Account protection: "which accounts are locked right now" stays cheap.
-CREATE INDEX users_locked_until_idx ON users (locked_until) WHERE locked_until IS NOT NULL;
+CREATE INDEX users_locked_until_idx ON users (locked_until)
+    WHERE locked_until IS NOT NULL;
 
 COMMIT;

@@ -17,22 +17,27 @@ CREATE TABLE login_attempts (
     attempted_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT login_attempts_reason_check CHECK (
         (success AND reason IS NULL)
-        OR (NOT success AND reason IN ('bad_password', 'unknown_user', 'locked', 'disabled'))
+        OR (NOT success
+            AND reason IN ('bad_password', 'unknown_user', 'locked', 'disabled'))
     ),
-    CONSTRAINT login_attempts_unknown_user_check CHECK (reason <> 'unknown_user' OR user_id IS NULL)
+    CONSTRAINT login_attempts_unknown_user_check
+        CHECK (reason <> 'unknown_user' OR user_id IS NULL)
 );
 
 COMMENT ON COLUMN login_attempts.username IS
-    'The login name as typed (a username or an email address), kept even when no user matches.';
+    'The login name as typed (a username or an email address), '
+    'kept even when no user matches.';
 COMMENT ON COLUMN login_attempts.reason IS
-    'Why a failed attempt failed: bad_password, unknown_user, locked or disabled; NULL on success.';
+    'Why a failed attempt failed: bad_password, unknown_user, locked or disabled; '
+    'NULL on success.';
 
 -- Failure rate over time: "attempts in the last N minutes".
 CREATE INDEX login_attempts_attempted_at_idx ON login_attempts (attempted_at);
 -- Attack detection per source address (brute force, IP blocking).
 CREATE INDEX login_attempts_ip_attempted_at_idx ON login_attempts (ip, attempted_at);
 -- Credential stuffing and account protection: failures per login name.
-CREATE INDEX login_attempts_failed_username_idx ON login_attempts (username, attempted_at)
+CREATE INDEX login_attempts_failed_username_idx
+    ON login_attempts (username, attempted_at)
     WHERE NOT success;
 -- Per-account history, and ON DELETE SET NULL from users without a sequential scan.
 CREATE INDEX login_attempts_user_id_idx ON login_attempts (user_id, attempted_at)

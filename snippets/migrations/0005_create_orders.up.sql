@@ -15,7 +15,8 @@ CREATE TABLE orders (
     created_at timestamptz   NOT NULL DEFAULT now(),
     updated_at timestamptz   NOT NULL DEFAULT now(),
     CONSTRAINT orders_status_check
-        CHECK (status IN ('pending', 'paid', 'shipped', 'delivered', 'cancelled', 'refunded')),
+        CHECK (status IN ('pending', 'paid', 'shipped', 'delivered', 'cancelled',
+                          'refunded')),
     CONSTRAINT orders_total_check CHECK (total >= 0)
 );
 

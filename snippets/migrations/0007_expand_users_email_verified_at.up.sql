@@ -12,10 +12,12 @@ COMMENT ON COLUMN users.email_verified_at IS
     'When the address was confirmed (NULL: not confirmed); replaces email_verified.';
 
 -- Backfill: the best known time of confirmation is the first login, else sign-up.
-UPDATE users SET email_verified_at = coalesce(last_login_at, created_at) WHERE email_verified;
+UPDATE users SET email_verified_at = coalesce(last_login_at, created_at)
+    WHERE email_verified;
 
--- Until the contract migration, release 1.4 writes email_verified and release 1.5 writes
--- email_verified_at: whichever a statement sets, the trigger sets the other to match.
+-- Until the contract migration, release 1.4 writes email_verified and release 1.5
+-- writes email_verified_at: whichever a statement sets, the trigger sets the other to
+-- match.
 CREATE FUNCTION users_sync_email_verified() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN

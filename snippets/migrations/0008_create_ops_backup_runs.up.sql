@@ -17,11 +17,13 @@ CREATE TABLE ops.backup_runs (
     verified_at timestamptz,
     CONSTRAINT backup_runs_kind_check CHECK (kind IN ('base', 'logical')),
     CONSTRAINT backup_runs_finished_check CHECK (finished_at >= started_at),
-    CONSTRAINT backup_runs_verified_check CHECK (verified_at IS NULL OR verified_at >= finished_at)
+    CONSTRAINT backup_runs_verified_check
+        CHECK (verified_at IS NULL OR verified_at >= finished_at)
 );
 
 COMMENT ON COLUMN ops.backup_runs.verified_at IS
-    'When a restore of this backup into a scratch server passed its checks (NULL: not yet).';
+    'When a restore of this backup into a scratch server passed its checks '
+    '(NULL: not yet).';
 
 CREATE INDEX backup_runs_verified_at_idx ON ops.backup_runs (verified_at)
     WHERE verified_at IS NOT NULL;

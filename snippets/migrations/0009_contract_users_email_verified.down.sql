@@ -6,8 +6,8 @@ SET lock_timeout = '5s';
 
 BEGIN;
 
--- email_verified comes back as the last column; rebuilding email_verified_at after it puts
--- the columns back in the order 0007 left them (ADD COLUMN always appends).
+-- email_verified comes back as the last column; rebuilding email_verified_at after it
+-- puts the columns back in the order 0007 left them (ADD COLUMN always appends).
 ALTER TABLE users RENAME COLUMN email_verified_at TO email_verified_at_contracted;
 ALTER TABLE users
     ADD COLUMN email_verified boolean NOT NULL DEFAULT false,

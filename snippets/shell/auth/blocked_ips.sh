@@ -7,7 +7,8 @@ set -euo pipefail
 # --scan walks the keyspace in small steps (SCAN), never blocking the server like KEYS.
 # The monitoring user reads key names and TTLs, never values: why an address was blocked
 # is in the output of the script that blocked it.
-redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL}" --scan --pattern 'erpgo:blocked_ip:*' |
+redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL}" \
+    --scan --pattern 'erpgo:blocked_ip:*' |
     sort |
     while read -r key; do
         ttl=$(redis-cli -e --no-auth-warning -u "${REDIS_URL}" TTL "${key}")

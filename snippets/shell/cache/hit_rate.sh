@@ -4,9 +4,11 @@
 # needs: redis
 # user: erpgo_monitor
 set -euo pipefail
-# REDIS_URL names the server, the user and its password (redis://erpgo_monitor:PASSWORD@host:6379/0):
-# redis-cli reads a URL without the password as if the user name were the password.
-redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}" \
+# REDIS_URL names the server, the user and its password
+# (redis://erpgo_monitor:PASSWORD@host:6379/0): redis-cli reads a URL without the
+# password as if the user name were the password.
+: "${REDIS_URL:?set REDIS_URL, e.g. redis://erpgo_monitor:PASSWORD@host:6379/0}"
+redis-cli -e --no-auth-warning -u "$REDIS_URL" \
     INFO stats |
     tr -d '\r' |
     awk -F: '
@@ -16,5 +18,6 @@ redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL, e.g. redis://erpg
         END {
             total = hits + misses
             if (total == 0) { print "no lookups yet: hit rate undefined"; exit 0 }
-            printf "hits=%d misses=%d evicted_keys=%d hit_rate=%.1f%%\n", hits, misses, evicted, 100 * hits / total
+            printf "hits=%d misses=%d evicted_keys=%d hit_rate=%.1f%%\n",
+                hits, misses, evicted, 100 * hits / total
         }'

@@ -4,10 +4,11 @@
 # needs: redis
 # user: erpgo_monitor
 set -euo pipefail
-# The prefix is the key up to its last ':'. Keys without a TTL (no_ttl) never expire, and a
-# volatile-* policy never evicts them. SCAN walks the keyspace in steps without blocking
-# it; MEMORY USAGE and TTL go through one pipelined redis-cli (keys must hold no spaces).
-# -e: an error reply (NOPERM, WRONGPASS) fails the command instead of printing as output.
+# The prefix is the key up to its last ':'. Keys without a TTL (no_ttl) never expire,
+# and a volatile-* policy never evicts them. SCAN walks the keyspace in steps without
+# blocking it; MEMORY USAGE and TTL go through one pipelined redis-cli (keys must hold
+# no spaces). -e: an error reply (NOPERM, WRONGPASS) fails the command instead of
+# printing as output.
 cli=(redis-cli -e --no-auth-warning -u "${REDIS_URL:?set REDIS_URL}")
 work=$(mktemp -d)
 trap 'rm -rf "${work}"' EXIT
@@ -16,12 +17,14 @@ cursor=0
 while :; do
     "${cli[@]}" SCAN "${cursor}" COUNT 1000 > "${work}/page"
     cursor=$(head -n 1 "${work}/page")
-    tail -n +2 "${work}/page" | awk 'NF' >> "${work}/keys"  # an empty page prints a blank line
+    # an empty page prints a blank line
+    tail -n +2 "${work}/page" | awk 'NF' >> "${work}/keys"
     if [ "${cursor}" = 0 ] || [ "$(wc -l < "${work}/keys")" -ge 10000 ]; then
         break
     fi
 done
-awk '{ print "MEMORY USAGE " $0; print "TTL " $0 }' "${work}/keys" | "${cli[@]}" > "${work}/replies"
+awk '{ print "MEMORY USAGE " $0; print "TTL " $0 }' "${work}/keys" |
+    "${cli[@]}" > "${work}/replies"
 if grep -Eq '^(ERR|NOPERM|NOAUTH|WRONGPASS|LOADING)' "${work}/replies"; then
     grep -Em 1 '^(ERR|NOPERM|NOAUTH|WRONGPASS|LOADING)' "${work}/replies" >&2
     exit 1
@@ -35,6 +38,7 @@ paste "${work}/keys" <(paste - - < "${work}/replies") |
         }
         END {
             printf "%-24s %8s %12s %8s\n", "prefix", "keys", "bytes", "no_ttl"
-            for (p in keys) printf "%-24s %8d %12d %8d\n", p, keys[p], bytes[p], no_ttl[p]
+            for (p in keys)
+                printf "%-24s %8d %12d %8d\n", p, keys[p], bytes[p], no_ttl[p]
         }' |
     { read -r header; echo "${header}"; sort -k3,3nr; }

@@ -1,6 +1,7 @@
 # Cache warming: load the best-selling products of the last 30 days into Redis, with ERPGo's TTL
 # page: runbooks/low-cache-hit-rate.md
 # mode: writes
+# changes: Redis: the best sellers' cache keys are written, with ERPGo's TTL
 # needs: pg,redis
 # user: pg=erpgo_monitor, redis=erpgo_admin
 set -euo pipefail
@@ -23,8 +24,10 @@ entries AS (
     SELECT 'erpgo:product:' || p.id AS key,
            json_build_object(
                'id', p.id, 'sku', p.sku, 'name', p.name, 'price', p.price,
-               'stock', (SELECT json_object_agg(w.code, i.quantity - i.reserved ORDER BY w.code)
-                           FROM inventory AS i JOIN warehouses AS w ON w.id = i.warehouse_id
+               'stock', (SELECT json_object_agg(w.code, i.quantity - i.reserved
+                                                ORDER BY w.code)
+                           FROM inventory AS i
+                           JOIN warehouses AS w ON w.id = i.warehouse_id
                           WHERE i.product_id = p.id))::text AS value
       FROM popular
       JOIN products AS p ON p.id = popular.product_id

@@ -4,7 +4,9 @@
 set -euo pipefail
 namespace="${NAMESPACE:-erpgo}"
 kubectl -n "$namespace" get pods -l app.kubernetes.io/name=erpgo-api -o wide
-kubectl -n "$namespace" logs -l app.kubernetes.io/name=erpgo-api --since=10m --tail=200 --prefix |
+kubectl -n "$namespace" logs -l app.kubernetes.io/name=erpgo-api \
+    --since=10m --tail=200 --prefix |
     grep -Ei 'database|postgres|connect|pq:|sql:' | tail -n 40
 # The readiness probe checks PostgreSQL and Redis: ask one pod directly.
-kubectl -n "$namespace" exec deploy/erpgo-api -- wget -qO- http://127.0.0.1:8080/health/ready
+kubectl -n "$namespace" exec deploy/erpgo-api -- \
+    wget -qO- http://127.0.0.1:8080/health/ready

@@ -11,4 +11,5 @@ database="${PGDATABASE:?set PGDATABASE to the database to back up}"
 archive="$backup_dir/$database-$(date -u +%Y%m%dT%H%M%SZ).dump"
 pg_dump --format=custom --no-owner --no-privileges --file="$archive" "$database"
 # The table of contents lists every table whose rows the archive holds.
-echo "$archive: $(pg_restore --list "$archive" | grep -c ' TABLE DATA ') tables of data, $(du -h "$archive" | cut -f1)"
+tables=$(pg_restore --list "$archive" | grep -c ' TABLE DATA ')
+echo "$archive: $tables tables of data, $(du -h "$archive" | cut -f1)"

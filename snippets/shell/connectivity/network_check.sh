@@ -2,6 +2,7 @@
 # page: runbooks/database-connectivity.md
 # needs: pg
 # mode: writes
+# changes: nothing: a name lookup and one TCP connection
 # via: pgbouncer
 # user: erpgo_app_blue
 set -euo pipefail
@@ -19,16 +20,20 @@ case "$host" in
         exit 2
     fi ;;
 *)
-    if ! addresses=$(getent ahosts "$host" | awk '{ print $1 }' | sort -u | paste -sd ' '); then
-        echo "dns: $host does not resolve: check the name (ERPGO_DB_HOST) and the resolver"
+    if ! addresses=$(getent ahosts "$host" | awk '{ print $1 }' | sort -u |
+        paste -sd ' '); then
+        echo "dns: $host does not resolve:" \
+            "check the name (ERPGO_DB_HOST) and the resolver"
         exit 3
     fi
     echo "dns: $host -> $addresses"
     # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
-    if timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$port" 2>/dev/null; then
+    if timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$port" \
+        2>/dev/null; then
         echo "tcp: $host:$port accepts connections"
     else
-        echo "tcp: $host:$port refused or timed out: the server is down, or a firewall or security group drops it"
+        echo "tcp: $host:$port refused or timed out: the server is down," \
+            "or a firewall or security group drops it"
         exit 2
     fi ;;
 esac

@@ -2,6 +2,7 @@
 # page: runbooks/database-connectivity.md
 # needs: pg
 # mode: writes
+# changes: nothing: it asks the server whether it accepts connections
 # via: pgbouncer
 # user: erpgo_app_blue
 set -euo pipefail

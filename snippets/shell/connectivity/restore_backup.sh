@@ -1,6 +1,7 @@
 # Restore a pg_dump archive into a new database and count every table's rows
 # page: runbooks/database-connectivity.md
 # mode: writes
+# changes: a new database, which the archive is restored into; the live one is left alone
 # needs: pg
 # user: postgres
 set -euo pipefail
@@ -17,12 +18,14 @@ if [ -z "$archive" ]; then
     pg_dump --format=custom --no-owner --no-privileges --file="$archive" "$source_db"
     echo "rehearsal: restoring a fresh dump of $source_db into $target"
 fi
-pg_restore --list "$archive" >/dev/null # a damaged archive stops here, before anything changes
+# A damaged archive stops here, before anything changes.
+pg_restore --list "$archive" >/dev/null
 createdb --template=template0 "$target"
 if [ -z "${BACKUP_FILE:-}" ]; then
     trap 'rm -f "$archive"; dropdb --if-exists "$target"' EXIT
 fi
-pg_restore --exit-on-error --no-owner --no-privileges --single-transaction --dbname="$target" "$archive"
+pg_restore --exit-on-error --no-owner --no-privileges --single-transaction \
+    --dbname="$target" "$archive"
 # Exact row counts (not statistics) of every table, to compare with the source or the
 # application's own figures: one count(*) per table, built and run by psql's \gexec.
 psql -X -q -v ON_ERROR_STOP=1 --dbname="$target" <<'SQL'

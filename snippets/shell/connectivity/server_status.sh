@@ -10,4 +10,5 @@ systemctl status "$unit" --no-pager || true
 journalctl -u "$unit" --since "-30 min" --no-pager | tail -n 50
 # FATAL and PANIC lines name the cause: "No space left on device", "could not bind",
 # "invalid value for parameter", a corrupted file.
-grep -E 'FATAL|PANIC|LOG: +database system' "/var/log/postgresql/postgresql-${cluster/\//-}.log" | tail -n 30
+grep -E 'FATAL|PANIC|LOG: +database system' \
+    "/var/log/postgresql/postgresql-${cluster/\//-}.log" | tail -n 30

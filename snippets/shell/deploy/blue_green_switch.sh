@@ -8,4 +8,5 @@ kubectl --namespace erpgo patch service erpgo-api --type merge \
 # The endpoints must now be the pods of that slot, and there must be some.
 kubectl --namespace erpgo get endpointslices \
   --selector kubernetes.io/service-name=erpgo-api --output wide
-kubectl --namespace erpgo get pods --selector "app.kubernetes.io/name=erpgo-api,slot=${slot}"
+kubectl --namespace erpgo get pods \
+    --selector "app.kubernetes.io/name=erpgo-api,slot=${slot}"

@@ -6,4 +6,5 @@ weight=${WEIGHT:?set WEIGHT to a percentage: 10, 25, 50, then promote}
 kubectl --namespace erpgo annotate ingress erpgo-api-canary --overwrite \
   nginx.ingress.kubernetes.io/canary-weight="${weight}"
 kubectl --namespace erpgo get ingress erpgo-api-canary \
-  --output jsonpath='{.metadata.annotations.nginx\.ingress\.kubernetes\.io/canary-weight}{"\n"}'
+  --output \
+  jsonpath='{.metadata.annotations.nginx\.ingress\.kubernetes\.io/canary-weight}{"\n"}'

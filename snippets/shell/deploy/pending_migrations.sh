@@ -7,10 +7,12 @@ set -euo pipefail
 # the ones beside this handbook's snippets.
 migrations=${MIGRATIONS_DIR:-$(dirname "${BASH_SOURCE[0]}")/../../migrations}
 state=$(psql -X -At -v ON_ERROR_STOP=1 -c \
-  "SELECT coalesce((SELECT version || ' ' || dirty FROM schema_migrations LIMIT 1), 'none false')")
+  "SELECT coalesce((SELECT version || ' ' || dirty FROM schema_migrations LIMIT 1),
+                   'none false')")
 read -r version dirty <<<"$state"
 if [ "$dirty" = true ]; then
-  echo "STOP: schema_migrations says version $version is dirty (a migration failed half-way):"
+  echo "STOP: schema_migrations says version $version is dirty" \
+    "(a migration failed half-way):"
   echo "recover first (Emergency rollback, failed migration), then deploy"
   exit 1
 fi

@@ -10,4 +10,5 @@ kubectl --namespace erpgo annotate deployment/erpgo-api --overwrite \
 # maxUnavailable 0: old pods serve until new ones pass their readiness probe.
 kubectl --namespace erpgo rollout status deployment/erpgo-api --timeout=10m
 kubectl --namespace erpgo get pods --selector app.kubernetes.io/name=erpgo-api \
-  --output custom-columns=POD:.metadata.name,IMAGE:.spec.containers[0].image,READY:.status.containerStatuses[0].ready
+  --output custom-columns=POD:.metadata.name,IMAGE:.spec.containers[0].image,\
+READY:.status.containerStatuses[0].ready

@@ -4,5 +4,7 @@
 set -euo pipefail
 kubectl --namespace erpgo rollout history deployment/erpgo-api | tail -n 5
 kubectl --namespace erpgo get pods --selector app.kubernetes.io/name=erpgo-api \
-    --output custom-columns=POD:.metadata.name,STARTED:.status.startTime,RESTARTS:.status.containerStatuses[0].restartCount,IMAGE:.spec.containers[0].image
-kubectl --namespace erpgo get events --field-selector type=Warning --sort-by=.lastTimestamp | tail -n 20
+    --output custom-columns=POD:.metadata.name,STARTED:.status.startTime,\
+RESTARTS:.status.containerStatuses[0].restartCount,IMAGE:.spec.containers[0].image
+kubectl --namespace erpgo get events --field-selector type=Warning \
+    --sort-by=.lastTimestamp | tail -n 20

@@ -12,4 +12,5 @@ echo "ping: $(cli PING)"
 cli CONFIG GET maxclients | paste -sd= -
 cli INFO clients | tr -d '\r' | grep -E '^(connected_clients|blocked_clients):'
 cli INFO stats | tr -d '\r' | grep -E '^(rejected_connections|total_error_replies):'
-cli INFO replication | tr -d '\r' | grep -E '^(role|connected_slaves|min_slaves_good_slaves):'
+cli INFO replication | tr -d '\r' |
+    grep -E '^(role|connected_slaves|min_slaves_good_slaves):'

@@ -7,5 +7,6 @@ set -euo pipefail
 MIN_REPLICAS=${MIN_REPLICAS:?set MIN_REPLICAS, e.g. 6}
 MAX_REPLICAS=${MAX_REPLICAS:?set MAX_REPLICAS, at least MIN_REPLICAS}
 kubectl --namespace erpgo patch hpa erpgo-api --type merge \
-    --patch "{\"spec\": {\"minReplicas\": ${MIN_REPLICAS}, \"maxReplicas\": ${MAX_REPLICAS}}}"
+    --patch "{\"spec\": {\"minReplicas\": ${MIN_REPLICAS},
+               \"maxReplicas\": ${MAX_REPLICAS}}}"
 kubectl --namespace erpgo rollout status deployment/erpgo-api --timeout=5m

@@ -5,12 +5,15 @@
 set -euo pipefail
 # JOB is the job label of the alert (postgres or redis).
 job="${JOB:?set JOB to the job label of the alert, e.g. postgres}"
+: "${PROMETHEUS_URL:?set PROMETHEUS_URL, e.g. http://prometheus.monitoring.svc:9090}"
 curl --fail --silent --show-error --max-time 10 \
-    "${PROMETHEUS_URL:?set PROMETHEUS_URL, e.g. http://prometheus.monitoring.svc:9090}/api/v1/targets?state=any" |
+    "$PROMETHEUS_URL/api/v1/targets?state=any" |
     jq --raw-output --arg job "${job}" '
         ([.data.activeTargets[] | select(.labels.job == $job)
-          | "scraped \(.labels.instance) role=\(.labels.role // "-") health=\(.health) \(.lastError)"]
+          | "scraped \(.labels.instance) role=\(.labels.role // "-")"
+            + " health=\(.health) \(.lastError)"]
          + [.data.droppedTargets[] | select(.discoveredLabels.job == $job)
           | "dropped \(.discoveredLabels.__address__)"])
-        | if length == 0 then "job \($job): no target at all (not in the scrape configuration)"
+        | if length == 0
+          then "job \($job): no target at all (not in the scrape configuration)"
           else .[] end'

@@ -3,7 +3,8 @@
 # lint-only: needs the production Alertmanager (ALERTMANAGER_URL)
 # verified-by: tests/test_meta_monitoring.py
 set -euo pipefail
+: "${ALERTMANAGER_URL:?set ALERTMANAGER_URL, e.g. http://alertmanager.monitoring:9093}"
 curl --fail --silent --show-error --max-time 10 \
-    "${ALERTMANAGER_URL:?set ALERTMANAGER_URL, e.g. http://alertmanager.monitoring.svc:9093}/metrics" |
+    "$ALERTMANAGER_URL/metrics" |
     grep -E '^alertmanager_notifications_(failed_)?total\{' |
     sort

@@ -3,8 +3,9 @@
 # lint-only: needs the production Prometheus (PROMETHEUS_URL)
 # verified-by: tests/test_meta_monitoring.py
 set -euo pipefail
+: "${PROMETHEUS_URL:?set PROMETHEUS_URL, e.g. http://prometheus.monitoring.svc:9090}"
 curl --fail --silent --show-error --max-time 10 \
-    "${PROMETHEUS_URL:?set PROMETHEUS_URL, e.g. http://prometheus.monitoring.svc:9090}/api/v1/targets?state=active" |
+    "$PROMETHEUS_URL/api/v1/targets?state=active" |
     jq --raw-output '
         [.data.activeTargets[] | select(.health != "up")]
         | if length == 0 then "every target is up"

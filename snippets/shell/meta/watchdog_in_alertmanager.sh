@@ -3,5 +3,6 @@
 # lint-only: needs the production Alertmanager (ALERTMANAGER_URL)
 # verified-by: tests/test_meta_monitoring.py
 set -euo pipefail
-amtool --alertmanager.url="${ALERTMANAGER_URL:?set ALERTMANAGER_URL, e.g. http://alertmanager.monitoring.svc:9093}" \
+: "${ALERTMANAGER_URL:?set ALERTMANAGER_URL, e.g. http://alertmanager.monitoring:9093}"
+amtool --alertmanager.url="$ALERTMANAGER_URL" \
     --output=extended alert query alertname=Watchdog

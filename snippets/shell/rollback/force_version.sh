@@ -2,10 +2,12 @@
 # page: procedures/rollback.md
 # needs: pg
 # mode: writes
+# changes: schema_migrations only: it records a version as clean, the schema stays as it is
 # user: erpgo_migrate
 set -euo pipefail
 state=$(psql -X -At -v ON_ERROR_STOP=1 -c \
-  "SELECT coalesce((SELECT version || ' ' || dirty FROM schema_migrations LIMIT 1), 'none false')")
+  "SELECT coalesce((SELECT version || ' ' || dirty FROM schema_migrations LIMIT 1),
+                   'none false')")
 read -r version dirty <<<"$state"
 if [ "$dirty" != true ]; then
   echo "schema_migrations: version $version, clean: nothing to force"
@@ -17,7 +19,8 @@ fi
 psql -X -q -v ON_ERROR_STOP=1 -v version="$LAST_GOOD" <<'SQL'
 BEGIN;
 TRUNCATE schema_migrations;
-INSERT INTO schema_migrations (version, dirty) SELECT :version, false WHERE :version >= 0;
+INSERT INTO schema_migrations (version, dirty)
+    SELECT :version, false WHERE :version >= 0;
 COMMIT;
 SQL
 echo "schema_migrations: was version $version dirty, now version $LAST_GOOD clean"

@@ -12,7 +12,7 @@ Status: ${STATUS:-rolling back}
 Trigger: ${TRIGGER:-<alert name and its runbook link>}
 Impact: ${IMPACT:-<who is affected and how>}
 Decision: ${DECISION:-<roll back the app, the schema, or both>}
-Release: ${RELEASE_FROM:-<release now running>} -> ${RELEASE_TO:-<release rolled back to>}
+Release: ${RELEASE_FROM:-<running release>} -> ${RELEASE_TO:-<release to go back to>}
 Schema version: $schema
 Incident commander: ${COMMANDER:-<name>}
 Started: ${STARTED:-$(date -u +%Y-%m-%dT%H:%MZ)}

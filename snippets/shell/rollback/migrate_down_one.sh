@@ -2,6 +2,7 @@
 # page: procedures/rollback.md
 # needs: pg
 # mode: writes
+# changes: the schema: the current migration's down file runs, and schema_migrations names the version before it
 # user: erpgo_migrate
 set -euo pipefail
 # The release's migration files; by default the ones beside this handbook's snippets.
@@ -31,17 +32,22 @@ if [ -z "$down" ]; then
   echo "STOP: no down file for version $version in $migrations" >&2
   exit 1
 fi
-# golang-migrate's advisory lock (crc32 of "/<database>\0public\0schema_migrations" times its
-# salt), so this never runs beside a `migrate` run; gzip's trailer holds the crc32.
-crc=$(printf '/%s\0public\0schema_migrations' "$database" | gzip -c | tail -c 8 | od -An -N4 -tu4)
+# golang-migrate's advisory lock (crc32 of "/<database>\0public\0schema_migrations"
+# times its salt), so this never runs beside a `migrate` run; gzip's trailer holds the
+# crc32.
+crc=$(printf '/%s\0public\0schema_migrations' "$database" | gzip -c | tail -c 8 |
+    od -An -N4 -tu4)
 key=$(((crc * 1486364155) % 4294967296))
-# As golang-migrate records it: the target version dirty, the down file, the target clean
-# (-1 is "no version": the table is left empty).
-psql -X -q -v ON_ERROR_STOP=1 -v key="$key" -v previous="$previous" -v down="$down" <<'SQL'
+# As golang-migrate records it: the target version dirty, the down file, the target
+# clean (-1 is "no version": the table is left empty).
+psql -X -q -v ON_ERROR_STOP=1 -v key="$key" -v previous="$previous" \
+    -v down="$down" <<'SQL'
 SELECT pg_try_advisory_lock(:key) AS locked \gset
 \if :locked
 \else
-  DO $$ BEGIN RAISE EXCEPTION 'another migration run holds the migration lock: wait for it'; END $$;
+  DO $$ BEGIN
+    RAISE EXCEPTION 'another migration run holds the migration lock: wait for it';
+  END $$;
 \endif
 BEGIN;
 TRUNCATE schema_migrations;
@@ -50,7 +56,8 @@ COMMIT;
 \i :down
 BEGIN;
 TRUNCATE schema_migrations;
-INSERT INTO schema_migrations (version, dirty) SELECT :previous, false WHERE :previous >= 0;
+INSERT INTO schema_migrations (version, dirty)
+    SELECT :previous, false WHERE :previous >= 0;
 COMMIT;
 SQL
 echo "rolled back ${down##*/}: schema at version $previous"

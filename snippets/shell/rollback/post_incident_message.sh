@@ -2,7 +2,7 @@
 # page: procedures/rollback.md
 # lint-only: posts to the team's real chat webhook, which the tests must not reach
 set -euo pipefail
-: "${INCIDENT_WEBHOOK_URL:?set INCIDENT_WEBHOOK_URL to the webhook of the incident channel}"
+: "${INCIDENT_WEBHOOK_URL:?set it to the webhook of the incident channel}"
 bash snippets/shell/rollback/incident_message.sh \
   | jq --raw-input --slurp '{text: .}' \
   | curl --fail --silent --show-error --max-time 10 \

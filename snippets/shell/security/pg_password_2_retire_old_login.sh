@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: pg
 # mode: writes
+# changes: the old login role: it can no longer log in
 # user: postgres
 set -euo pipefail
 secret_file="${ERPGO_DB_SECRET_FILE:-./erpgo-db.env}"
@@ -12,7 +13,8 @@ fi
 case "$current" in
     erpgo_app_blue) old=erpgo_app_green ;;
     erpgo_app_green) old=erpgo_app_blue ;;
-    *) echo "$secret_file: ERPGO_DB_USER=$current is neither erpgo_app_blue nor erpgo_app_green" >&2
+    *) echo "$secret_file: ERPGO_DB_USER=$current is neither" \
+            "erpgo_app_blue nor erpgo_app_green" >&2
        exit 1 ;;
 esac
 sessions="$(psql -X -A -t -q -v ON_ERROR_STOP=1 -v role="$old" <<'SQL'
@@ -20,7 +22,8 @@ SELECT count(*) FROM pg_stat_activity WHERE usename = :'role';
 SQL
 )"
 if [ "$sessions" -ne 0 ]; then
-    echo "$old still has $sessions session(s): wait for every pod to use $current, then retry" >&2
+    echo "$old still has $sessions session(s):" \
+        "wait for every pod to use $current, then retry" >&2
     exit 1
 fi
 # NOLOGIN and no password: the old password stops working; step 1 of the next rotation

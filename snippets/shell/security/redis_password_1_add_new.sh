@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: redis
 # mode: writes
+# changes: the Redis ACL user: a second password, and the secret file holds the new one
 # user: erpgo_admin
 set -euo pipefail
 secret_file="${ERPGO_REDIS_SECRET_FILE:-./erpgo-redis.env}"
@@ -11,8 +12,8 @@ if [ -f "$secret_file" ]; then
     old_password="$(sed -n 's/^ERPGO_REDIS_PASSWORD=//p' "$secret_file")"
 fi
 new_password="$(openssl rand -hex 32)"
-# printf is a shell builtin: the password goes to redis-cli on stdin, not on a command line.
-# ">password" adds a password and keeps the ones the user already has.
+# printf is a shell builtin: the password goes to redis-cli on stdin, not on a command
+# line. ">password" adds a password and keeps the ones the user already has.
 reply="$(printf 'ACL SETUSER %s >%s\n' "$user" "$new_password" \
     | redis-cli --no-auth-warning -u "$REDIS_URL")"
 if [ "$reply" != "OK" ]; then
@@ -27,4 +28,5 @@ umask 077
     fi
 } > "$secret_file.new"
 mv -f "$secret_file.new" "$secret_file"
-echo "$user accepts the old and the new password; $secret_file has the new one. Roll the pods, then run step 2."
+echo "$user accepts the old and the new password; $secret_file has the new one." \
+    "Roll the pods, then run step 2."

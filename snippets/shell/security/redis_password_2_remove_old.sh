@@ -2,6 +2,7 @@
 # page: architecture/security.md
 # needs: redis
 # mode: writes
+# changes: the Redis ACL user: the old password stops working
 # user: erpgo_admin
 set -euo pipefail
 secret_file="${ERPGO_REDIS_SECRET_FILE:-./erpgo-redis.env}"

@@ -3,9 +3,10 @@
 -- mode: read-only
 -- user: erpgo_monitor
 -- The thresholds are in params: one address failing 20 times is brute force, one
--- address trying 10 or more login names is credential stuffing, 10 or more addresses failing
--- on the same account is a distributed attack. Accounts are named by their username whichever
--- form (username or email) was typed; login names that match no account stay as typed.
+-- address trying 10 or more login names is credential stuffing, 10 or more addresses
+-- failing on the same account is a distributed attack. Accounts are named by their
+-- username whichever form (username or email) was typed; login names that match no
+-- account stay as typed.
 WITH params AS (
     SELECT 20 AS brute_force_failures,
            10 AS stuffing_accounts, 10 AS distributed_addresses
@@ -44,7 +45,8 @@ SELECT CASE WHEN a.accounts >= p.stuffing_accounts THEN 'credential stuffing'
             ELSE 'brute force' END AS attack,
        host(a.ip) AS source,
        CASE WHEN a.accounts = 1
-            THEN coalesce((SELECT username FROM users WHERE id = a.a_user_id), a.a_login)
+            THEN coalesce((SELECT username FROM users WHERE id = a.a_user_id),
+                          a.a_login)
             ELSE a.accounts || ' accounts' END AS target,
        a.failures,
        a.successes,

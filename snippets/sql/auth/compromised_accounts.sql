@@ -2,9 +2,9 @@
 -- page: runbooks/authentication-failures.md
 -- mode: read-only
 -- user: erpgo_monitor
--- Attacking addresses are those classify_attacks.sql reports, with the same thresholds; for a
--- distributed attack, every address that failed on the attacked account. Any row here is an
--- account the attacker probably controls.
+-- Attacking addresses are those classify_attacks.sql reports, with the same thresholds;
+-- for a distributed attack, every address that failed on the attacked account. Any row
+-- here is an account the attacker probably controls.
 WITH params AS (
     SELECT 20 AS brute_force_failures,
            10 AS stuffing_accounts, 10 AS distributed_addresses
@@ -35,7 +35,8 @@ attackers AS (
       JOIN distributed AS d USING (account)
      WHERE NOT r.success
 )
-SELECT coalesce((SELECT username FROM users WHERE id = r.user_id), r.username) AS username,
+SELECT coalesce((SELECT username FROM users WHERE id = r.user_id), r.username)
+           AS username,
        r.user_id,
        host(r.ip) AS source,
        date_trunc('second', r.attempted_at) AS logged_in_at

@@ -2,8 +2,8 @@
 -- page: runbooks/authentication-failures.md
 -- mode: read-only
 -- user: erpgo_monitor
--- The alert fires above 10 failures a minute. Bounded by time on the indexed attempted_at
--- column, so it stays cheap on a table of millions of attempts.
+-- The alert fires above 10 failures a minute. Bounded by time on the indexed
+-- attempted_at column, so it stays cheap on a table of millions of attempts.
 SELECT date_trunc('minute', attempted_at) AS minute,
        count(*) AS failures,
        count(*) FILTER (WHERE reason = 'bad_password') AS bad_password,

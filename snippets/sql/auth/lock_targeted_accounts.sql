@@ -1,12 +1,14 @@
 -- Account protection: lock for an hour the accounts under attack or taken over; revoke the taken-over accounts' sessions
 -- page: runbooks/authentication-failures.md
 -- mode: writes
+-- changes: the users table: locks the attacked and taken-over accounts for an hour, and deletes the taken-over accounts' sessions
 -- user: postgres
 -- Locked: the target of a brute force (20 or more failures from one address) or of a
--- distributed attack (10 or more addresses), and every account that logged in successfully
--- from an attacking address. NOT locked: the many accounts a credential-stuffing list merely
--- tried; locking them would lock their owners out for the attacker. Safe to run again: an
--- account already locked keeps its lock, a revoked session stays revoked.
+-- distributed attack (10 or more addresses), and every account that logged in
+-- successfully from an attacking address. NOT locked: the many accounts a
+-- credential-stuffing list merely tried; locking them would lock their owners out for
+-- the attacker. Safe to run again: an account already locked keeps its lock, a revoked
+-- session stays revoked.
 BEGIN;
 
 CREATE TEMP TABLE protect ON COMMIT DROP AS
@@ -43,12 +45,14 @@ attackers AS (
     HAVING count(*) >= p.brute_force_failures
         OR count(DISTINCT r.account) >= p.stuffing_accounts
     UNION
-    SELECT r.ip FROM recent AS r JOIN distributed AS d USING (account) WHERE NOT r.success
+    SELECT r.ip FROM recent AS r JOIN distributed AS d USING (account)
+    WHERE NOT r.success
 ),
 compromised AS (
     SELECT DISTINCT r.user_id FROM recent AS r JOIN attackers USING (ip) WHERE r.success
 )
-SELECT t.user_id, string_agg(t.why, ', ' ORDER BY t.why) AS why, max(p.lock_for) AS lock_for
+SELECT t.user_id, string_agg(t.why, ', ' ORDER BY t.why) AS why,
+       max(p.lock_for) AS lock_for
   FROM (SELECT user_id, 'brute force' AS why FROM brute_forced
         UNION ALL
         SELECT user_id, 'distributed attack' FROM distributed WHERE user_id IS NOT NULL

@@ -10,7 +10,8 @@ SELECT a.pid,
           FROM pg_locks AS l
           JOIN pg_class AS c ON c.oid = l.relation AND c.relkind IN ('r', 'p', 'm')
          WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.granted
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.database = (SELECT oid FROM pg_database
+                             WHERE datname = current_database())
        ) AS locked_tables,
        left(a.query, 60) AS last_statement
   FROM pg_stat_activity AS a

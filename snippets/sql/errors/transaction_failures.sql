@@ -9,7 +9,8 @@
 -- deadlocks have their own counter. sessions_fatal and sessions_killed
 -- (PostgreSQL 14+) count sessions ended by errors and by pg_terminate_backend.
 SELECT json_object_agg(datname, json_build_array(xact_commit, xact_rollback, deadlocks,
-                                                 sessions_fatal, sessions_killed)) AS before
+                                                 sessions_fatal, sessions_killed))
+           AS before
   FROM pg_stat_database
  WHERE datname IN (SELECT datname FROM pg_database WHERE NOT datistemplate) \gset
 -- Wait, then drop the statistics snapshot this session has cached (when run with -1).
@@ -19,7 +20,8 @@ SELECT d.datname AS database,
        d.xact_rollback - (b.value ->> 1)::bigint AS rollbacks,
        round(100.0 * (d.xact_rollback - (b.value ->> 1)::bigint)
              / nullif(d.xact_commit - (b.value ->> 0)::bigint
-                      + d.xact_rollback - (b.value ->> 1)::bigint, 0), 1) AS rollback_pct,
+                      + d.xact_rollback - (b.value ->> 1)::bigint, 0), 1)
+           AS rollback_pct,
        d.deadlocks - (b.value ->> 2)::bigint AS deadlocks,
        d.sessions_fatal - (b.value ->> 3)::bigint AS sessions_fatal,
        d.sessions_killed - (b.value ->> 4)::bigint AS sessions_killed,

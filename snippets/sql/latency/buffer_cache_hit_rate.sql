@@ -16,7 +16,8 @@ SELECT datname AS database,
 SELECT schemaname || '.' || relname AS table_name,
        heap_blks_read,
        heap_blks_hit,
-       round(100.0 * heap_blks_hit / nullif(heap_blks_hit + heap_blks_read, 0), 2) AS heap_hit_pct,
+       round(100.0 * heap_blks_hit / nullif(heap_blks_hit + heap_blks_read, 0), 2)
+           AS heap_hit_pct,
        coalesce(idx_blks_read, 0) AS idx_blks_read
   FROM pg_statio_user_tables
  ORDER BY heap_blks_read + coalesce(idx_blks_read, 0) DESC

@@ -1,6 +1,7 @@
 -- Add the index the pending-orders query needs, without blocking writes to orders
 -- page: runbooks/high-latency.md
 -- mode: writes
+-- changes: the orders table: a new index, built without blocking writes
 -- user: postgres
 -- CONCURRENTLY cannot run inside a transaction block: run this file with psql -f,
 -- not with -1. A build that failed or was cancelled leaves an INVALID index behind,

@@ -11,7 +11,8 @@ SELECT s.schemaname || '.' || s.relname AS table_name,
        s.seq_tup_read / s.seq_scan AS rows_per_seq_scan,
        coalesce(s.idx_scan, 0) AS idx_scan,
        s.n_mod_since_analyze AS changed_since_analyze,
-       date_trunc('second', greatest(s.last_analyze, s.last_autoanalyze)) AS last_analyzed
+       date_trunc('second', greatest(s.last_analyze, s.last_autoanalyze))
+           AS last_analyzed
   FROM pg_stat_user_tables AS s
   JOIN pg_class AS c ON c.oid = s.relid
  WHERE s.seq_scan > 0

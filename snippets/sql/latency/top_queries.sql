@@ -11,7 +11,8 @@ SELECT coalesce(d.datname, '-') AS database,
        s.calls,
        round(s.total_exec_time::numeric, 1) AS total_ms,
        round(s.mean_exec_time::numeric, 2) AS mean_ms,
-       round((100 * s.total_exec_time / nullif(sum(s.total_exec_time) OVER (), 0))::numeric, 1)
+       round((100 * s.total_exec_time
+              / nullif(sum(s.total_exec_time) OVER (), 0))::numeric, 1)
            AS pct_of_time,
        (s.shared_blks_hit + s.shared_blks_read) / s.calls AS buffers_per_call,
        s.rows / s.calls AS rows_per_call,

@@ -1,6 +1,7 @@
 -- End the sessions that sit idle inside a transaction while other sessions wait on their locks
 -- page: runbooks/high-latency.md
 -- mode: writes
+-- changes: live sessions: the idle blockers end, and their open transactions roll back
 -- user: postgres
 -- Targets only this database's client sessions that (1) block at least one other
 -- session, (2) are idle in a transaction, not running a statement, and (3) have been

@@ -15,7 +15,8 @@ SELECT current_setting('max_connections')::int AS max_connections,
          AS client_connections_now;
 
 SELECT r.rolname AS role,
-       CASE r.rolconnlimit WHEN -1 THEN 'no limit' ELSE r.rolconnlimit::text END AS role_limit,
+       CASE r.rolconnlimit WHEN -1 THEN 'no limit' ELSE r.rolconnlimit::text END
+           AS role_limit,
        count(a.pid) AS connections_now
   FROM pg_roles AS r
   LEFT JOIN pg_stat_activity AS a
@@ -25,7 +26,8 @@ SELECT r.rolname AS role,
  ORDER BY connections_now DESC, role;
 
 SELECT d.datname AS database,
-       CASE d.datconnlimit WHEN -1 THEN 'no limit' ELSE d.datconnlimit::text END AS database_limit,
+       CASE d.datconnlimit WHEN -1 THEN 'no limit' ELSE d.datconnlimit::text END
+           AS database_limit,
        count(a.pid) AS connections_now
   FROM pg_database AS d
   LEFT JOIN pg_stat_activity AS a

@@ -8,7 +8,8 @@ SELECT coalesce(datname, '-') AS database,
        coalesce(nullif(application_name, ''), '-') AS application,
        coalesce(state, '-') AS state,
        count(*) AS connections,
-       round(100.0 * count(*) / current_setting('max_connections')::int, 1) AS pct_of_max
+       round(100.0 * count(*) / current_setting('max_connections')::int, 1)
+           AS pct_of_max
   FROM pg_stat_activity
  WHERE backend_type = 'client backend'
  GROUP BY 1, 2, 3
@@ -16,7 +17,8 @@ SELECT coalesce(datname, '-') AS database,
 
 SELECT count(*) AS client_connections,
        current_setting('max_connections')::int AS max_connections,
-       current_setting('superuser_reserved_connections')::int AS reserved_for_superusers,
+       current_setting('superuser_reserved_connections')::int
+           AS reserved_for_superusers,
        round(100.0 * count(*) / current_setting('max_connections')::int, 1) AS pct_used
   FROM pg_stat_activity
  WHERE backend_type = 'client backend';

@@ -1,6 +1,7 @@
 -- Let PostgreSQL end any session of the ERPGo database left idle in a transaction too long
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: writes
+-- changes: the ERPGo database's idle_in_transaction_session_timeout, for every new session
 -- user: postgres
 -- Run it connected to the ERPGo database. The limit is :limit (default 60s;
 -- psql -v limit=30s to change it). New sessions get it; sessions already open keep

@@ -1,6 +1,7 @@
 -- Terminate the API's sessions that sit idle inside a transaction: the leaked ones, and only those
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: writes
+-- changes: live sessions: the API's leaked ones end, and their open transactions roll back
 -- user: postgres
 -- Run it connected to the ERPGo database. It ends only sessions of this database
 -- whose application_name is :app (default erpgo-api) and that have been idle inside

@@ -2,10 +2,12 @@
 -- page: runbooks/connection-pool-exhaustion.md
 -- mode: read-only
 -- user: erpgo_monitor
-SELECT current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction_timeout;
+SELECT current_setting('idle_in_transaction_session_timeout')
+       AS idle_in_transaction_timeout;
 
--- sessions_fatal counts sessions ended by a FATAL error: the idle-in-transaction timeout
--- is one; sessions_killed those ended by pg_terminate_backend (the resolution below).
+-- sessions_fatal counts sessions ended by a FATAL error: the idle-in-transaction
+-- timeout is one; sessions_killed those ended by pg_terminate_backend (the resolution
+-- below).
 SELECT datname AS database,
        sessions_fatal,
        sessions_killed,
