@@ -21,6 +21,8 @@ shows them beside each alert's ``for``.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import pytest
@@ -34,6 +36,7 @@ from handbook.prometheus import exporters
 from handbook.prometheus.tools import ToolMissing
 from handbook.pytest_plugin import unavailable
 from handbook.schema.databases import Databases
+from handbook.site import build
 
 pytestmark = [
     pytest.mark.drill,
@@ -267,3 +270,40 @@ def test_a_drill_that_never_sees_its_alert_fails_naming_it():
 
     with pytest.raises(DrillError, match="NeverFires pending in Prometheus did not happen"):
         alertpath.wait(lambda: None, "NeverFires pending in Prometheus", Nothing(), timeout=0.5)
+
+
+def build_page(tmp_path, report: dict | None) -> str:
+    """A one-page site showing {alert-path}, with or without the drills' report (and
+    without a rules file: the production `for` then comes from the report)."""
+    docs = tmp_path / "docs"
+    docs.mkdir(parents=True)
+    (docs / "conf.py").write_text(
+        'extensions = ["myst_parser", "handbook.sphinxext"]\nsource_suffix = {".md": "markdown"}\n'
+    )
+    (docs / "index.md").write_text("# Alert path\n\n```{alert-path}\n```\n")
+    if report is not None:
+        (tmp_path / "build").mkdir()
+        (tmp_path / "build" / "alert-path.json").write_text(json.dumps(report))
+    result = build(tmp_path, tmp_path / "out")
+    assert result.returncode == 0, f"the page does not build:\n{result.stderr}"
+    return re.sub(r"<[^>]+>", " ", (tmp_path / "out" / "index.html").read_text())
+
+
+@pytest.mark.usefixtures("site_tools")
+def test_the_page_shows_the_figures_beside_each_for_or_says_they_are_missing(tmp_path):
+    text = " ".join(build_page(tmp_path / "none", None).split())
+    assert "No alert-path report in this build" in text, text
+    for drill in pathreport.DRILLS:
+        assert f"{drill.alert} " in text, f"{drill.alert} missing from the table"
+    assert text.count("not measured in this build") == 2 * len(pathreport.DRILLS), text
+    assert "15s" in text, "the drills' shortened for must show without a report"
+
+    path = tmp_path / "alert-path.json"
+    alertpath.record(
+        alertpath.Measured("postgres-down", "PostgreSQLDown", "PostgreSQL 15", 0, 73.04, 73.2),
+        "pytest", path,
+    )  # fmt: skip
+    text = " ".join(build_page(tmp_path / "one", json.loads(path.read_text())).split())
+    shown = text.split("PostgreSQLDown", 1)[1].split("DatabaseConnectionPoolExhausted", 1)[0]
+    assert "1m 1m" in shown and "73.0 s 160 ms" in shown, shown
+    assert text.count("not measured in this build") == 2 * (len(pathreport.DRILLS) - 1), text
