@@ -13,6 +13,9 @@ of the root page, after the other handlers have filled in their tables):
   header repeated; a shorter one stays whole (``\\needspace``), together with a code
   block right after it (an alert's rule and its expression).
 - Each runbook (a page that declares ``{alert}``) starts on a new page.
+- Links side by side (a runbook's "On this page" line) get a separator, which the
+  HTML site draws with CSS; a link out too long to print gets no footnote; a long
+  path or ``NAME=value`` in running text may break after ``/``, ``_`` or ``=``.
 
 The LaTeX side of the same rules (breaking inline code at ``_``, URLs anywhere, code
 lines at spaces first) is in ``docs/conf.py``'s ``latex_elements``.
@@ -150,6 +153,28 @@ class QuietLongLinks(SphinxPostTransform):
                 link = long_link("", "", *reference.children, refuri=uri)
                 link["classes"] = reference["classes"]
                 reference.replace_self(link)
+
+
+# -- Links side by side get a separator -------------------------------------------------------
+
+LINKS = (nodes.reference, long_link)
+SEPARATOR = " \u00b7 "  # what the HTML site's CSS puts between links, as a character
+
+
+def separate_adjacent_links(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """``Investigation (page 64) · Resolution``, not ``Investigation (page 64)Resolution``."""
+    for paragraph in doctree.findall(nodes.paragraph):
+        children = paragraph.children
+        for index in range(len(children) - 1, -1, -1):
+            if not isinstance(children[index], LINKS):
+                continue
+            after = index + 1  # past the footnote latex_show_urls hangs on a link out
+            while after < len(children) and isinstance(
+                children[after], (nodes.footnote, nodes.footnote_reference)
+            ):
+                after += 1
+            if after < len(children) and isinstance(children[after], LINKS):
+                paragraph.insert(after, nodes.Text(SEPARATOR))
 
 
 # -- Long words in text break at / _ = --------------------------------------------------------
@@ -315,4 +340,5 @@ def setup(app: Sphinx) -> None:
     app.connect("doctree-resolved", latex_only(captions_as_parts), priority=900)
     app.connect("doctree-resolved", latex_only(runbooks_on_new_pages), priority=900)
     app.connect("doctree-resolved", latex_only(break_long_words), priority=900)
+    app.connect("doctree-resolved", latex_only(separate_adjacent_links), priority=900)
     app.connect("doctree-resolved", latex_only(lay_out_tables), priority=900)
