@@ -16,6 +16,7 @@ extensions = [
     "sphinx_copybutton",
     "sphinx.ext.graphviz",
     "handbook.sphinxext",
+    "handbook.sphinxext.benchmark",  # {benchmark-figures}: build/benchmark.json
 ]
 
 # -- Sources ----------------------------------------------------------------------
