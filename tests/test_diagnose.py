@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import handbook.pytest_plugin
-from handbook.drills import common
+from handbook.drills import auth, common
 from handbook.drills import pool as drill
 from handbook.incident import runbooks
 from handbook.paths import ROOT, SNIPPETS, rel
@@ -235,6 +235,25 @@ def test_a_cold_cache_is_named(servers, env):
         client.config_resetstat()
         client.close()
     assert any("hit rate 2.5 % (under 70 %)" in c for c in result["causes"]), result
+
+
+def test_a_brute_force_is_named(servers, env):
+    """The authentication runbook's classification names the attack, its source and target."""
+    pg, _ = servers
+    admin = pg.env("admin") | {"PGDATABASE": drill.DATABASE}
+    common.psql(
+        admin,
+        "INSERT INTO login_attempts (user_id, username, ip, user_agent, success, reason, "
+        f"attempted_at) SELECT u.id, u.username, '{auth.BRUTE_FORCE_IP}', 'curl/8', false, "
+        "'bad_password', now() - n * interval '1 second' FROM users AS u, "
+        f"generate_series(1, 30) AS n WHERE u.username = '{auth.BRUTE_FORCE_ACCOUNT}'",
+    )
+    try:
+        result = findings(env, "HighFailedLoginRate")
+    finally:  # the other tests' healthy baseline must not see the attack
+        common.psql(admin, f"DELETE FROM login_attempts WHERE ip = '{auth.BRUTE_FORCE_IP}'")
+    expected = f"brute force from {auth.BRUTE_FORCE_IP} on {auth.BRUTE_FORCE_ACCOUNT} (30 failures)"
+    assert any(expected in c for c in result["causes"]), result["causes"]
 
 
 # -- errors, and what the page shows -------------------------------------------------------
