@@ -19,6 +19,7 @@ import handbook.pytest_plugin
 from handbook.drills import common
 from handbook.drills import pool as drill
 from handbook.schema.databases import Databases
+from handbook.servers import accounts
 
 # What these tests prove (handbook/guide/requirements.py; implementation summary)
 pytestmark = [
@@ -40,10 +41,21 @@ SLOW = common.snippet("sql/pool/long_running_queries.sql")
 BUDGET = common.snippet("sql/pool/connection_limits.sql")
 
 
+def monitored(snippet, server, monitor_env) -> str:
+    """``snippet``'s output as the monitoring role, once the previous diagnostic's session
+    has gone: its backend ends a moment after psql exits, and at 19 of 19 application
+    slots the next diagnostic would be refused ("remaining connection slots are reserved")."""
+    common.wait_for(
+        lambda: not drill.pids(server, f"usename = '{accounts.MONITOR}'"),
+        "the previous diagnostic's session to end",
+    )
+    return common.output(snippet, server, monitor_env)
+
+
 def diagnose(server, monitor_env):
     """Run the page's two investigation steps as the monitoring role; return their tables."""
-    usage = common.tables(common.output(USAGE, server, monitor_env))
-    leaked = common.tables(common.output(LEAKED, server, monitor_env))
+    usage = common.tables(monitored(USAGE, server, monitor_env))
+    leaked = common.tables(monitored(LEAKED, server, monitor_env))
     return usage, leaked[0]
 
 
@@ -90,11 +102,11 @@ def test_leaked_sessions_are_found_ended_and_prevented(pg_server, request):
 
             # Step 4 names the slow statement, not the leaks (they are idle); step 5 the budget.
             def slow_pids():
-                out = common.output(SLOW, srv, monitor)
+                out = monitored(SLOW, srv, monitor)
                 return {int(r["pid"]) for r in common.tables(out)[0]}
 
             common.wait_for(lambda: slow_pids() == {busy}, f"{SLOW.name} listing the busy session")
-            limits, roles, _ = common.tables(common.output(BUDGET, srv, monitor))
+            limits, roles, _ = common.tables(monitored(BUDGET, srv, monitor))
             assert limits[0]["slots_for_applications"] == "19", f"{BUDGET.name}: {limits}"
             app_role = [r for r in roles if r["role"] == drill.APP_ROLE]
             assert app_role and app_role[0]["connections_now"] == str(LEAKS + 4), roles
