@@ -43,6 +43,7 @@ KEPT = pytest.StashKey[list[str]]()  # path arguments given beside a page: kept 
 PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
 SHARD = re.compile(r"^(?P<index>\d+)/(?P<count>\d+)$")
 WORKERS_VAR = "HANDBOOK_WORKERS"
+SHARD_VAR = "HANDBOOK_SHARD"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--shard",
-        default=os.environ.get("HANDBOOK_SHARD", ""),
+        default=None,
         metavar="I/N",
         help="run only shard I of N (1-based), split by file so that a drill module and its "
         "servers stay together; the same on every machine (HANDBOOK_SHARD)",
@@ -113,6 +114,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT] = report
     config.stash[DATABASES] = Databases()
     _select(config)
+    # HANDBOOK_SHARD and HANDBOOK_WORKERS are for this run, not for the pytest runs its
+    # tests start (a sharded child would drop its own tests): read once, then removed.
+    shard = config.getoption("--shard")
+    if shard is None:
+        shard = os.environ.get(SHARD_VAR, "")
+    if workerinput is not None:
+        shard = workerinput.get("handbook_shard", shard)
+    config.option.shard = shard
+    for variable in (SHARD_VAR, WORKERS_VAR):
+        os.environ.pop(variable, None)
     _shard_of(config)  # a malformed --shard is a usage error before anything starts
     given = config.invocation_params.args
     if getattr(config.option, "dist", "no") == "load" and not any(
@@ -235,6 +246,7 @@ def pytest_configure_node(node) -> None:
     report: Report = node.config.stash[REPORT]
     node.workerinput["handbook_run"] = report.run_id
     node.workerinput["handbook_started"] = report.started
+    node.workerinput["handbook_shard"] = node.config.getoption("--shard") or ""
 
 
 @pytest.hookimpl(optionalhook=True)
