@@ -20,11 +20,13 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 from playwright import sync_api as playwright_api
 
+from handbook import report as verification
 from handbook import snippet as snippets
-from handbook.paths import SNIPPETS
+from handbook.paths import BUILD, DOCS, ROOT, SNIPPETS
 from handbook.prometheus import alerts
 from handbook.pytest_plugin import unavailable
-from handbook.site import DEFAULT_BASE_URL
+from handbook.site import DEFAULT_BASE_URL, build
+from handbook.sphinxext.snippets import OUTCOMES
 
 # Debian's chromium (or Ubuntu's chromium-browser) on PATH; HANDBOOK_CHROMIUM for another.
 CHROMIUM_VAR = "HANDBOOK_CHROMIUM"
@@ -47,18 +49,23 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def served(built_site):
-    """The built site on http://127.0.0.1:<free port>/, stopped after the module."""
-    handler = functools.partial(QuietHandler, directory=str(built_site))
+def serve(site: Path):
+    """``site`` on http://127.0.0.1:<free port>/ until the generator is closed."""
+    handler = functools.partial(QuietHandler, directory=str(site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", built_site
+        yield f"http://127.0.0.1:{server.server_address[1]}/", site
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served(built_site):
+    """The built site on http://127.0.0.1:<free port>/, stopped after the module."""
+    yield from serve(built_site)
 
 
 def find_chromium() -> tuple[str | None, str]:
@@ -225,3 +232,196 @@ def test_every_page_loads_without_errors_and_no_internal_link_is_broken(page, se
                 broken.append(f"{name}: {href} (no #{target.fragment} there)")
     assert not page.errors, "console errors:\n" + "\n".join(page.errors)
     assert not broken, "broken internal links:\n" + "\n".join(broken)
+
+
+# -- What a paged engineer sees first (issue 19) ----------------------------------------
+
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+RUNBOOKS = sorted(p.stem for p in (DOCS / "runbooks").glob("*.md") if p.stem != "index")
+ARTEFACTS = BUILD / "artefacts"  # screenshots a reviewer looks at without building
+SIDEWAYS = """() => [...document.querySelectorAll(
+        'article pre, article table, article .table-wrapper')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => `${e.tagName.toLowerCase()} ${e.scrollWidth - e.clientWidth} px too wide: `
+              + (e.innerText || '').trim().split('\\n')[0].slice(0, 70))"""
+
+
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_a_runbook_shows_a_command_on_its_first_desktop_screen(page, name):
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"runbooks/{name}.html")
+    command = page.locator(".handbook-first-five pre").first
+    assert command.count() and command.is_visible(), (
+        f"docs/runbooks/{name}.md: no first diagnostic in a first-five-minutes box: add "
+        "```{first-five-minutes}``` under the title"
+    )
+    top = command.bounding_box()["y"]
+    # At least three lines of the command (about 20 px each) are on the first screen.
+    assert top + 60 < DESKTOP["height"], (
+        f"docs/runbooks/{name}.md: the first diagnostic starts {top:.0f} px down, below the "
+        f"first {DESKTOP['height']} px: shorten what comes before the first-five-minutes box"
+    )
+    fix = page.locator(".handbook-first-five a.reference.internal").all()
+    assert len(fix) >= 4, f"docs/runbooks/{name}.md: the box links too little into the page"
+
+
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_no_code_block_or_table_scrolls_sideways_on_a_desktop(page, name):
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"runbooks/{name}.html")
+    wide = page.evaluate(SIDEWAYS)
+    assert not wide, (
+        f"docs/runbooks/{name}.md at {DESKTOP['width']} px: blocks that scroll sideways "
+        "(wrap the snippet's lines, tests/test_snippet_width.py, or the table's cells):\n"
+        + "\n".join(wide)
+    )
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_every_snippet_block_has_a_mode_mark_and_a_verification_badge(page, name, size):
+    page.set_viewport_size(DESKTOP if size == "desktop" else PHONE)
+    page.goto(f"runbooks/{name}.html")
+    blocks = page.locator("article .handbook-snippet:not(.handbook-first-diagnostic)")
+    source = (DOCS / "runbooks" / f"{name}.md").read_text(encoding="utf-8")
+    assert blocks.count() == source.count("{snippet}"), (
+        f"docs/runbooks/{name}.md shows {source.count('{snippet}')} snippets, the page "
+        f"{blocks.count()} snippet blocks: every {{snippet}} renders as one block"
+    )
+    problems = []
+    for index in range(blocks.count()):
+        block = blocks.nth(index)
+        caption = block.locator(".caption-text").first.inner_text()
+        mode = block.locator(".handbook-mode")
+        badge = block.locator(".handbook-badge")
+        if mode.count() != 1 or not mode.is_visible():
+            problems.append(f"{caption}: no visible mode mark")
+        writes = "handbook-snippet-writes" in (block.get_attribute("class") or "")
+        if writes and not block.locator(".handbook-changes").first.is_visible():
+            problems.append(f"{caption}: changes state but does not say what it changes")
+        if badge.count() != 1 or not badge.is_visible():
+            problems.append(f"{caption}: no visible verification badge")
+            continue
+        classes = badge.get_attribute("class") or ""
+        if not any(f"handbook-badge-{outcome}" in classes.split() for outcome in OUTCOMES):
+            problems.append(f"{caption}: the badge names no outcome ({classes})")
+        if not (badge.get_attribute("href") or "").endswith("#how-this-handbook-is-verified"):
+            problems.append(f"{caption}: the badge does not link to the verification page")
+    assert not problems, f"docs/runbooks/{name}.md ({size}):\n" + "\n".join(problems)
+    assert not page.errors, "\n".join(page.errors)
+
+
+@pytest.mark.parametrize("doc", ["index", "quick-reference"])
+def test_the_runbook_link_column_is_visible_on_a_phone(page, doc):
+    page.set_viewport_size(PHONE)
+    page.goto(f"{doc}.html")
+    table = page.locator("article table").first
+    links = table.locator("a.reference.internal")
+    assert links.count() >= 10, f"docs/{doc}.md: the alert table links {links.count()} runbooks"
+    hidden = []
+    for index in range(links.count()):
+        link = links.nth(index)
+        box = link.bounding_box()
+        if not link.is_visible() or box is None or box["x"] + box["width"] > PHONE["width"] + 1:
+            hidden.append(link.inner_text())
+    assert not hidden, (
+        f"docs/{doc}.md at {PHONE['width']} px: runbook links off the screen (the table is "
+        f"wider than the phone; docs/_static/handbook.css): {hidden}"
+    )
+    assert not page.evaluate(SIDEWAYS), f"docs/{doc}.md: a table scrolls sideways on a phone"
+
+
+def test_first_screen_screenshots_are_saved_for_review(browser, served):
+    """build/artefacts/: a runbook's first screen on a desktop, a phone, and in dark mode."""
+    base, _ = served
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {
+        "runbook-desktop.png": (DESKTOP, "light"),
+        "runbook-phone.png": (PHONE, "light"),
+        "runbook-dark.png": (DESKTOP, "dark"),
+    }
+    for name, (size, scheme) in shots.items():
+        context = browser.new_context(base_url=base, viewport=size, color_scheme=scheme)
+        try:
+            tab = context.new_page()
+            tab.goto("runbooks/connection-pool-exhaustion.html")
+            tab.screenshot(path=str(ARTEFACTS / name))
+            if scheme == "dark":  # furo follows the system: the page really is dark
+                background = tab.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert background != "rgb(255, 255, 255)", "dark mode left the page white"
+        finally:
+            context.close()
+        assert (ARTEFACTS / name).stat().st_size > 10_000, f"{name}: an empty screenshot"
+
+
+# -- A badge follows the recorded outcome ------------------------------------------------
+
+# Snippets of one page that is not a runbook: a runbook that shows a failed snippet fails
+# the build itself (handbook/sphinxext/maintenance.py), so no reader ever sees one there.
+REPORTED_PAGE = "architecture/disaster-recovery.html"
+FAILED = "snippets/sql/dr/archiver_status.sql"
+PASSED = "snippets/sql/dr/replication_status.sql"
+STALE = "snippets/sql/dr/standby_status.sql"
+BADGE_COLOURS = {  # the background each outcome has in docs/_static/handbook.css (light)
+    "failed": "rgb(185, 28, 28)",
+    "passed": "rgb(220, 252, 231)",
+    "stale": "rgb(253, 230, 138)",
+}
+
+
+@pytest.fixture(scope="module")
+def reported_site(tmp_path_factory, site_tools):
+    """A copy of the handbook built after a test report with one failure, one pass and one
+    result for content that has changed since, written by the real report writer."""
+    copy = tmp_path_factory.mktemp("reported")
+    for name in ("docs", "conf", "snippets", "handbook"):
+        shutil.copytree(
+            ROOT / name, copy / name, ignore=shutil.ignore_patterns("_build", "__pycache__")
+        )
+    report = verification.Report(copy / "build" / "verification.json", root=copy)
+    server = "PostgreSQL 15.20"
+    for snippet, outcome in ((FAILED, "failed"), (PASSED, "passed"), (STALE, "passed")):
+        entry = verification.Entry(snippet, "pg15", outcome, server=server, provider="local")
+        entry.reason = "ERROR: relation does not exist" if outcome == "failed" else ""
+        report.add(entry)
+    report.write()
+    stale = copy / STALE
+    stale.write_text(stale.read_text(encoding="utf-8") + "-- changed after the run\n")
+    out = copy / "out"
+    result = build(copy, out)
+    assert result.returncode == 0, f"the copy does not build:\n{result.stderr}"
+    yield from serve(out)
+
+
+def test_a_failed_snippet_shows_a_red_failed_badge(browser, reported_site):
+    base, _ = reported_site
+    context = browser.new_context(base_url=base, viewport=DESKTOP)
+    try:
+        tab = context.new_page()
+        tab.goto(REPORTED_PAGE)
+        seen = {}
+        for snippet, outcome in ((FAILED, "failed"), (PASSED, "passed"), (STALE, "stale")):
+            title = snippets.parse(ROOT / snippet).title
+            block = tab.locator(
+                "article .handbook-snippet:not(.handbook-first-diagnostic)", has_text=title
+            ).first
+            badge = block.locator(".handbook-badge")
+            classes = (badge.get_attribute("class") or "").split()
+            colour = badge.evaluate("e => getComputedStyle(e).backgroundColor")
+            seen[snippet] = (classes, colour, badge.inner_text())
+            assert f"handbook-badge-{outcome}" in classes, (
+                f"{snippet}: recorded {outcome}, but its badge is {classes}"
+            )
+            assert colour == BADGE_COLOURS[outcome], (
+                f"{snippet}: a {outcome} badge coloured {colour}, not {BADGE_COLOURS[outcome]} "
+                "(docs/_static/handbook.css)"
+            )
+        classes, _, words = seen[FAILED]
+        assert words.startswith("\u2717 Failed on pg15"), words
+        others = tab.locator(".handbook-badge:not(.handbook-badge-failed)").all()
+        assert others and all(
+            "handbook-badge-failed" not in (o.get_attribute("class") or "") for o in others
+        )
+    finally:
+        context.close()
