@@ -334,6 +334,13 @@ class Stack:
         alerts = json.loads(body) if body else []
         return sorted({r["name"] for a in alerts for r in a.get("receivers", [])})
 
+    def notifications(self, integration: str) -> float:
+        """``alertmanager_notifications_total`` of ``integration``: what it tried to send."""
+        text = (_get(f"{self.alertmanager}/metrics") or b"").decode()
+        pattern = rf'^alertmanager_notifications_total{{integration="{integration}"}} (\S+)$'
+        found = re.search(pattern, text, re.M)
+        return float(found[1]) if found else 0.0
+
     def note(self, name: str) -> tuple[Path, str] | None:
         """The responder's note for alert ``name``, once written."""
         for path in sorted(self.notes.glob(f"*-{name}-*.md")):

@@ -31,9 +31,9 @@ import handbook.pytest_plugin
 from handbook.drills import alertpath, auth, common, local, pathreport
 from handbook.drills import pool as leaks
 from handbook.drills.common import DrillError
-from handbook.paths import rel
-from handbook.prometheus import exporters
-from handbook.prometheus.tools import ToolMissing
+from handbook.prometheus import exporters, monitoring
+from handbook.prometheus.alerts import load_rules
+from handbook.prometheus.tools import ToolMissing, require_tool
 from handbook.pytest_plugin import unavailable
 from handbook.schema.databases import Databases
 from handbook.site import build
@@ -44,7 +44,8 @@ pytestmark = [
     pytest.mark.covers("next:automate"),
 ]
 
-WHERE = rel(alertpath.__file__)
+# where each alert is defined, for the messages: "conf/prometheus/alert_rules.yml:106"
+DEFINED = {alert.name: alert.location for alert in load_rules()}
 
 
 def first_local(request, kind: str) -> str:
@@ -84,10 +85,13 @@ def exporter(server):
 
 
 def running(targets, env, shorten=()):
+    """The running path; without Prometheus or Alertmanager, a skip (a failure under CI)."""
     try:
-        return alertpath.alert_path(targets, env, shorten)
+        require_tool("alertmanager")
+        monitoring.find_prometheus()
     except ToolMissing as exc:
         unavailable(str(exc))
+    return alertpath.alert_path(targets, env, shorten)
 
 
 def follow(stack, name: str, fault: float, cause: str, server: str, drill: str) -> str:
@@ -107,18 +111,25 @@ def follow(stack, name: str, fault: float, cause: str, server: str, drill: str) 
     waited = alertpath.SHORTENED_FOR.get(name, (alertpath.for_of(name), ""))[0]
     seconds = int(waited[:-1]) * {"s": 1, "m": 60}[waited[-1]]
     assert received - active >= seconds, (
-        f"{WHERE}: the responder got {name} {received - active:.1f} s after it went pending, "
-        f"before its for ({waited}): Alertmanager was told of a pending alert? {pending}"
+        f"{DEFINED[name]}: the responder got {name} {received - active:.1f} s after it went "
+        f"pending, before its for ({waited}): was Alertmanager told of a pending alert? {pending}"
     )
     receivers = stack.routed(name)
     assert alertpath.RESPONDER in receivers and len(receivers) == 2, (
         f"conf/alertmanager/alertmanager.yml: Alertmanager routed {name} to {receivers}: "
         f"expected {alertpath.RESPONDER} and the pager or the chat (continue: true)"
     )
+    # and the page or the chat message went out too (to a closed port: it fails, and counts)
+    integration = "pagerduty" if "pager-critical" in receivers else "slack"
+    alertpath.wait(
+        lambda: stack.notifications(integration) > 0,
+        f"Alertmanager trying to send {name} through {integration}",
+        stack,
+    )
     link = alertpath.runbook_link(note)
     assert link, f"{path.name}: no runbook link in the note:\n{note}"
     problem = alertpath.anchor_problem(link)
-    assert problem is None, f"conf/prometheus/alert_rules.yml ({name}): {problem}"
+    assert problem is None, f"{DEFINED[name]}: {name}'s runbook_url: {problem}"
     assert cause in note, (
         f"{path.name}: the incident note does not name the cause ({cause!r}): the runbook's "
         f"steps or handbook/incident/verdicts.py missed it:\n{note}"
