@@ -11,6 +11,7 @@ Imports nothing heavier than the standard library: the Sphinx build reads it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -89,7 +90,15 @@ def load(path: Path = REPORT) -> dict:
 def record(
     found: Measured, production_for: str, command: str = TEST_COMMAND, path: Path = REPORT
 ) -> None:
-    """Merge one drill's figures into the report (one entry per drill)."""
+    """Merge one drill's figures into the report (one entry per drill). A lock file keeps
+    two drills that finish together (parallel test workers) from losing one's entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _merge(found, production_for, command, path)
+
+
+def _merge(found: Measured, production_for: str, command: str, path: Path) -> None:
     data = load(path)
     entries = data.get("entries", {}) if isinstance(data.get("entries"), dict) else {}
     entries[found.drill] = {
@@ -104,7 +113,6 @@ def record(
         "command": command,
     }
     data = {"generated": objectives.now(), "entries": dict(sorted(entries.items()))}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
