@@ -6,7 +6,10 @@ must match the source table by table; point-in-time restores to a named restore 
 and to a time (every row committed before the target back, none after); promotion of
 a streaming standby after the primary dies (asynchronous with the standby cut off:
 the acknowledged commits it never received are lost, counted, more than none;
-synchronous with ``remote_apply``: none); a Sentinel failover of a killed Redis master.
+synchronous with ``remote_apply``: none); the monitoring's part of a promotion (a real
+Prometheus with conf/'s alert rules: PostgreSQLDown fires for the crashed primary and
+resolves once the page's step 5 labels the promoted server primary); a Sentinel failover
+of a killed Redis master.
 
 The tests assert rows, counts and roles, never times. The times are measured and
 written to ``build/dr-report.json`` (git-ignored), which the page renders beside the
@@ -20,8 +23,10 @@ import os
 
 import pytest
 
-from handbook.drills import backup, objectives, promotion, sentinel
+from handbook.drills import backup, failover_monitoring, objectives, promotion, sentinel
 from handbook.drills.objectives import Figures
+from handbook.prometheus.exporters import ExporterMissing
+from handbook.prometheus.tools import ToolMissing
 from handbook.pytest_plugin import unavailable
 from handbook.servers import ServerPool
 from handbook.servers.base import ServerUnavailable
@@ -100,6 +105,26 @@ def test_sync_promotion_loses_no_acknowledged_commit(pg_label, measured):
     assert drill.lost == 0, drill
     assert drill.writes_accepted, drill
     check([drill], measured)
+
+
+@pytest.mark.drill
+def test_monitoring_follows_the_promoted_primary_and_postgresql_down_clears(pg_label):
+    """The page's steps 5 and 4 on a real Prometheus with conf/'s alert rules unchanged:
+    PostgreSQLDown fires for the crashed primary and resolves once the promoted server's
+    target is labelled primary; the new replica's target clears ExporterSeriesAbsent."""
+    try:
+        drill = run(pg_label, failover_monitoring.failover_monitoring)
+    except (ToolMissing, ExporterMissing) as exc:
+        unavailable(str(exc))
+    firing, promoted, rebuilt = (drill.checks[k] for k in ("firing", "promoted", "rebuilt"))
+    check = failover_monitoring.CHECK
+    assert f"primary {drill.primary_target} pg_up=0" in firing, f"{check} at firing:\n{firing}"
+    assert f"PostgreSQLDown firing {drill.primary_target} role=primary" in firing, firing
+    assert f"primary {drill.promoted_target} pg_up=1" in promoted, f"{check}:\n{promoted}"
+    assert "PostgreSQLDown" not in promoted, promoted
+    assert "ExporterSeriesAbsent pending no target role=replica" in promoted, promoted
+    assert f"replica {drill.replica_target} pg_up=1" in rebuilt, f"{check}:\n{rebuilt}"
+    assert "no PostgreSQLDown or postgres ExporterSeriesAbsent alert" in rebuilt, rebuilt
 
 
 @pytest.mark.drill
