@@ -15,6 +15,7 @@ erpgo_monitor and serve every ``pgbouncer_*`` name conf/ and the snippets use, w
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 
@@ -26,7 +27,7 @@ from handbook.drills import common as drill
 from handbook.paths import rel
 from handbook.prometheus import exporters, monitoring, pgbouncer_exporter
 from handbook.pytest_plugin import DATABASES, POOL, unavailable
-from handbook.servers import accounts, pgbouncer
+from handbook.servers import accounts, images, pgbouncer
 from handbook.servers.base import Server
 
 POOLS = drill.snippet("shell/pool/pgbouncer_pools.sh")
@@ -226,6 +227,24 @@ def test_a_stopped_server_behind_the_pooler_is_named_by_the_connection_check(pg_
 def test_the_scrape_job_asks_for_the_port_and_path_the_exporter_serves():
     problems = pgbouncer_exporter.scrape_job_problems()
     assert not problems, "\n".join(problems)
+
+
+def test_ci_builds_the_exporter_image_production_runs():
+    """.ci/run's `python -m handbook.servers.images build` (no labels) builds it; it is no
+    server label for the Docker provider; its pinned package is the sidecar's version."""
+    image = images.PGBOUNCER_EXPORTER
+    assert image in images.select([]), "handbook/servers/images.py: build() must build it"
+    assert image.label not in images.mapping(), "a program, not a server the provider maps"
+    assert image.tag == f"handbook/{image.context}:{image.version}-{image.suite}"
+    dockerfile = images.IMAGES_DIR / image.context / "Dockerfile"
+    pinned = re.search(r"^ARG EXPORTER_VERSION=\d+:(\S+)-\d+$", dockerfile.read_text(), re.M)
+    assert pinned and pinned[1].startswith(image.version + "."), (
+        f"{rel(dockerfile)}: pin the Debian version of the exporter the tag names ({image.tag})"
+    )
+    assert SIDECAR.image.endswith(":" + pinned[1]), (
+        f"{SIDECAR.where('image')}: production runs {SIDECAR.image}, the tests "
+        f"pgbouncer_exporter {pinned[1]}: run the version the tests verify"
+    )
 
 
 def test_the_scrape_job_check_fails_when_prometheus_looks_elsewhere(tmp_path, monkeypatch):
