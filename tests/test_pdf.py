@@ -283,7 +283,7 @@ def source_page(tex: list[str], line: int) -> str:
 def test_no_overfull_box_wider_than_a_few_points(built):
     tex = built.tex.read_text(encoding="utf-8").splitlines()
     log = built.log.read_text(encoding="utf-8", errors="replace").splitlines()
-    found: dict[tuple[str, int, str], str] = {}
+    found: dict[tuple[str, str, str], str] = {}
     sizes = []
     for number, line in enumerate(log):
         match = OVERFULL.match(line)
@@ -294,7 +294,7 @@ def test_no_overfull_box_wider_than_a_few_points(built):
             continue
         at = int(match["first"] or match["line"])
         shown = log[number + 1].strip() if number + 1 < len(log) else ""
-        key = (match["box"], at, match["size"])
+        key = (match["box"], match["size"], shown)  # "in paragraph" and "detected at" alike
         found[key] = (
             f"{source_page(tex, at)} (erpgo-handbook.tex:{at}): overfull \\{match['box']}box, "
             f"{match['size']} pt: {shown[:90]!r}"
@@ -329,18 +329,24 @@ def test_nothing_below_the_footer_or_off_the_page(built):
         page_runs = built.runs(index)
         on_footer = [r for r in page_runs if abs(r.y - footer) <= 1]
         where = " / ".join(r.text.strip() for r in on_footer) or "no footer"
-        for run in page_runs:
-            below = run.y < footer - 1 or footer + 1 < run.y < footer + FOOTER_CLEARANCE_PT
-            off = not (0 <= run.x <= width and 0 <= run.y <= height)
-            if below or off:
-                past.append(
-                    f"page {built.label(index)} ({where}): {run.text.strip()[:60]!r} at "
-                    f"x={run.x:.0f}, y={run.y:.0f} pt; the footer line is at y={footer:.0f} pt"
-                )
+        out = [
+            run
+            for run in page_runs
+            if run.y < footer - 1
+            or footer + 1 < run.y < footer + FOOTER_CLEARANCE_PT
+            or not (0 <= run.x <= width and 0 <= run.y <= height)
+        ]
+        if out:
+            lowest = min(out, key=lambda run: run.y)
+            past.append(
+                f"page {built.label(index)} ({where}): {len(out)} pieces of text, the first "
+                f"{out[0].text.strip()[:50]!r} at y={out[0].y:.0f} pt, the lowest at "
+                f"y={lowest.y:.0f} pt; the footer line is at y={footer:.0f} pt"
+            )
     assert not past, (
         "content past the footer or off the page: a table or box that does not break "
         f"across pages (see KEEP_TOGETHER_LINES and the longtable rule in {LAYOUT}):\n"
-        + "\n".join(past[:40])
+        + "\n".join(past)
     )
 
 

@@ -107,6 +107,7 @@ def captions_as_parts(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         toctree.get("caption") for toctree in app.env.get_doctree(docname).findall(addnodes.toctree)
     ]
     wrappers = _root_wrappers(doctree)
+    doctree.insert(0, raw(r"\markboth{}{}"))  # the root page's text: not the contents' footer
     for caption, wrapper in zip(captions, wrappers, strict=False):
         if caption:
             wrapper.insert(0, raw(rf"\part{{{escape(caption)}}}"))
@@ -230,13 +231,21 @@ def _columns(table: nodes.table) -> tuple[list[nodes.colspec], list[list[nodes.e
 
 
 def _longest_word(entry: nodes.entry) -> float:
-    """The widest thing in the cell TeX can not break, in characters of code."""
+    """The widest thing in the cell TeX can not break, in characters of code.
+
+    Code does not hyphenate: a token is as wide as it is. A word of text does, near
+    its middle, so a long one needs only about 60 % of its width (a short one all).
+    """
     widest = 0.0
     heading = _inside(entry, (nodes.thead,))  # bold sans serif: as wide as code
     for text in entry.findall(nodes.Text):
         code = _inside(text, (nodes.literal,))
         for word in (CODE_BREAKS if code else TEXT_BREAKS).split(str(text)):
-            widest = max(widest, len(word) * (1.0 if code or heading else TEXT_CHARACTER))
+            if code:
+                widest = max(widest, len(word))
+                continue
+            unbroken = len(word) if len(word) <= 7 else max(7, math.ceil(0.6 * len(word)) + 1)
+            widest = max(widest, unbroken * (1.0 if heading else TEXT_CHARACTER))
     return widest
 
 
@@ -262,6 +271,22 @@ def _measured(texts: list[list[str]]) -> list[float]:
     return [fixed[i] for i in range(len(natural))]
 
 
+def _squeezed(minimum: list[float]) -> list[float]:
+    """Not every column gets its widest word: the widest keep theirs, widest first (code
+    does not hyphenate), as long as the others keep ``MIN_COLUMN_CHARACTERS``; the
+    others share what is left in proportion to what they would need."""
+    kept: dict[int, float] = {}
+    for i in sorted(range(len(minimum)), key=lambda i: -minimum[i]):
+        others = len(minimum) - len(kept) - 1
+        if sum(kept.values()) + minimum[i] + others * MIN_COLUMN_CHARACTERS > LINE_CHARACTERS:
+            break
+        kept[i] = minimum[i]
+    rest = [i for i in range(len(minimum)) if i not in kept]
+    left = LINE_CHARACTERS - sum(kept.values())
+    need = sum(minimum[i] for i in rest) or 1
+    return [kept[i] if i in kept else left * minimum[i] / need for i in range(len(minimum))]
+
+
 def _fitted(widths: list[float], minimum: list[float]) -> list[float]:
     """The widths scaled to the line, each at least its minimum, taken from the wider ones."""
     total = sum(widths)
@@ -270,8 +295,8 @@ def _fitted(widths: list[float], minimum: list[float]) -> list[float]:
     slack = [max(w - m, 0) for w, m in zip(scaled, minimum, strict=True)]
     if not need:
         return scaled
-    if sum(slack) <= need:  # wider than the page whatever the widths: the minimums, scaled
-        return [max(w, m) for w, m in zip(scaled, minimum, strict=True)]
+    if sum(slack) <= need:
+        return _squeezed(minimum)
     return [
         m if w < m else w - need * s / sum(slack)
         for w, m, s in zip(scaled, minimum, slack, strict=True)
