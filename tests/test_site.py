@@ -8,14 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
 
+from handbook import snippet as snippets
+from handbook.confcheck import config_catalogue
 from handbook.paths import ROOT
 from handbook.prometheus import alerts
 from handbook.prometheus.metrics import load_metric_catalogue
 from handbook.site import build
+from handbook.sphinxext import links
+from handbook.sphinxext.alerts import placeholders
 
 # Every test here builds the site: without what it needs, skip (a failure under CI).
 pytestmark = pytest.mark.usefixtures("site_tools")
@@ -100,7 +105,8 @@ def test_snippet_page_shows_body_caption_and_verification_note(site):
     html = (site / "runbooks" / "connection-pool-exhaustion.html").read_text(encoding="utf-8")
     assert "Sessions idle inside an open transaction" in html  # the caption, from line 1
     assert "-- mode: read-only" not in html  # header lines are for the tests
-    assert "handbook-verification" in html
+    assert 'class="handbook-badge handbook-badge-' in html
+    assert 'class="handbook-mode handbook-mode-read-only"' in html
 
 
 def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path):
@@ -117,10 +123,17 @@ def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path)
     result = build(copy, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "out" / "runbooks" / "connection-pool-exhaustion.html").read_text()
-    notes = re.findall(r'class="handbook-verification"><em>([^<]*)</em>', html)
-    assert any(note.startswith("Ran on PostgreSQL ") for note in notes), notes
+    badges = re.findall(
+        r'class="handbook-badge handbook-badge-([a-z-]+)[^"]*" [^>]*title="([^"]*)"', html
+    )
+    assert any(
+        outcome == "passed" and note.startswith("Ran on PostgreSQL ") for outcome, note in badges
+    ), badges
     # Snippets that did not run in that test run say so rather than claim anything.
-    assert any(note.startswith("Not verified in this build") for note in notes), notes
+    assert any(
+        outcome == "not-run" and note.startswith("Not verified in this build")
+        for outcome, note in badges
+    ), badges
 
 
 def test_no_code_block_hides_lines_from_the_copy_button(site):
@@ -149,10 +162,70 @@ def test_quick_reference_shows_each_alert_with_its_runbooks_first_diagnostic(sit
     html = (site / "quick-reference.html").read_text(encoding="utf-8")
     for alert in alerts.load_rules():
         page, _ = alert.runbook_target()
-        heading = f"{alert.name}</span></code></strong> ({alert.severity}), runbook:"
-        assert heading in html, alert.name
+        heading = re.search(
+            rf'<section class="handbook-quickref" id="quickref-{alert.name.lower()}">\s*'
+            rf'<h2><code[^>]*><span class="pre">{alert.name}</span></code> \({alert.severity}\)',
+            html,
+        )
+        assert heading, f"quick-reference.html: no heading #quickref-{alert.name.lower()}"
         runbook = (site / page).read_text(encoding="utf-8")
         first = re.search(r'code-block-caption"><span class="caption-text">([^<]*)<', runbook)
         assert first, f"{page}: shows no snippet"
         title = first[1].replace("\u2019", "'")  # captions get smart quotes, the table not
         assert f"First diagnostic: {title}" in html.replace("&#39;", "'"), (alert.name, title)
+
+
+@pytest.mark.parametrize("alert", alerts.load_rules(), ids=lambda a: a.name)
+def test_runbook_shows_the_whole_expression_and_readable_placeholders(site, alert):
+    page, _ = alert.runbook_target()
+    html = (site / page).read_text(encoding="utf-8")
+    text = unescape(re.sub(r"<[^>]+>", "", html))
+    assert alert.expr.strip() in text, f"{alert.location}: {page} does not show the whole expr"
+    assert "{{" not in text, f"{page}: a raw template ({{{{ $labels... }}}}) is shown"
+    link = f"{links.source_url()}conf/prometheus/alert_rules.yml#L{alert.line}"
+    assert f'href="{link}"' in html, f"{page}: the rule is not linked to {link}"
+    assert 'class="handbook-first-five' in html, f"{page}: no first-five-minutes box"
+
+
+def test_placeholders_read_as_names():
+    summary = "{{ $labels.service }} uses {{ $value | humanizePercentage }} of {{ $labels.pool }}"
+    assert placeholders(summary) == "<service> uses <value> of <pool>"
+    optional = "No {{ $labels.job }} exporter reports {{- with $labels.role }} for the {{ . }}"
+    optional += "{{ else }} at all{{ end }}"
+    assert placeholders(optional) == "No <job> exporter reports for the <role> (else: at all)"
+
+
+def test_every_promql_block_opens_in_prometheus(site):
+    missing = []
+    for path in sorted(ROOT.glob("snippets/promql/**/*.promql")):
+        snippet = snippets.parse(path)
+        html = (site / snippet.page.replace(".md", ".html")).read_text(encoding="utf-8")
+        url = unescape(links.prometheus_graph(snippet.body()))
+        hrefs = [unescape(h) for h in re.findall(r'href="([^"]*)"', html)]
+        if url not in hrefs:
+            missing.append(f"{snippet.name}: {snippet.page} has no link to {url[:80]}...")
+    assert not missing, "\n".join(missing)
+
+
+def test_configuration_categories_are_headings_with_anchors(site):
+    html = (site / "reference" / "configuration.html").read_text(encoding="utf-8")
+    catalogue, _ = config_catalogue.load_all()
+    missing = [
+        key
+        for key in catalogue.categories
+        if not re.search(rf'<section id="config-{key}">\s*<h3>', html)
+    ]
+    assert not missing, f"reference/configuration.html: no heading for categories {missing}"
+
+
+def test_a_runbook_without_its_first_five_minutes_fails_the_build(copy, tmp_path):
+    page = copy / "docs" / "runbooks" / "watchdog.md"
+    text = page.read_text()
+    start = text.index("```{first-five-minutes}")
+    end = text.index("```\n", start + 3) + 4
+    page.write_text(text[:start] + text[end:])
+    result = build(copy, tmp_path / "out")
+    assert result.returncode != 0
+    assert "docs/runbooks/watchdog.md:1: WARNING: incident runbook without" in result.stderr, (
+        result.stderr
+    )

@@ -70,9 +70,26 @@ def table(columns: list[int], header: list[str] | None, rows: list[nodes.row]) -
 TEMPLATE = re.compile(r"\{\{\s*\$(?:labels\.(?P<label>\w+)|(?P<value>value))[^}]*\}\}")
 
 
+# {{- with $labels.role }} for the {{ . }}{{ else }} at all{{ end }}: a label that may be unset
+WITH = re.compile(
+    r"(?P<trim>\s*\{\{-)?(?(trim)|\{\{)\s*with\s+\$labels\.(?P<label>\w+)\s*-?\}\}"
+    r"(?P<body>.*?)(?:\{\{-?\s*else\s*-?\}\}(?P<other>.*?))?\{\{-?\s*end\s*-?\}\}",
+    re.DOTALL,
+)
+DOT = re.compile(r"\{\{-?\s*\.\s*-?\}\}")
+
+
 def placeholders(text: str) -> str:
     """An annotation as a reader can read it: ``{{ $labels.service }}`` -> ``<service>``,
-    ``{{ $value | humanizePercentage }}`` -> ``<value>``."""
+    ``{{ $value | humanizePercentage }}`` -> ``<value>``, and ``{{ with $labels.role }} for
+    the {{ . }}{{ else }} at all{{ end }}`` -> `` for the <role> (else: at all)``."""
+
+    def with_block(match: re.Match) -> str:
+        body = DOT.sub(f"<{match['label']}>", match["body"])
+        other = f" (else:{match['other']})" if match["other"] else ""
+        return body + other
+
+    text = WITH.sub(with_block, text)
     return TEMPLATE.sub(lambda m: f"<{m['label'] or 'value'}>", text)
 
 
