@@ -23,9 +23,9 @@ pytestmark = pytest.mark.usefixtures("site_tools")
 MACHINE = {"cpu": "AMD EPYC 7B13", "cores": 2, "system": "Linux", "load": 3.5}
 FIGURES = {
     "docs": {"measured": "2026-12-03T03:00:00Z", "machine": MACHINE, "clean_s": 21.4,
-             "incremental_s": 2.6, "edited": "docs/runbooks/high-latency.md", "ok": True},
+             "incremental_s": 2.6, "edited": "docs/runbooks/a-page.md", "ok": True},
     "pages": {"measured": "2026-12-03T03:05:00Z", "machine": MACHINE, "pages": {
-        "docs/runbooks/high-latency.md": {"seconds": 27.9, "exit": 0,
+        "docs/runbooks/a-page.md": {"seconds": 27.9, "exit": 0,
                                           "summary": "81 passed, 796 deselected in 27.1s"},
     }},
     "full": {"measured": "2026-12-03T03:30:00Z", "machine": MACHINE, "workers": 2,
@@ -50,7 +50,7 @@ def test_the_page_renders_the_latest_figures_with_machine_and_date(copy, tmp_pat
     assert result.returncode == 0, f"the site does not build (tox -e docs):\n{result.stderr}"
     html = (tmp_path / "out" / "verification.html").read_text(encoding="utf-8")
     for expected in (
-        "27.9",  # verifying high-latency.md
+        "27.9",  # verifying a-page.md
         "81 passed, 796 deselected",
         "1380.0",  # the whole run, serial
         "815.5",  # and on two cores
