@@ -10,8 +10,8 @@ what it checked and measured, on servers made with ``local`` (the server account
 servers started from another's data) and rows counted by ``orders``; ``objectives`` holds
 the RTO/RPO targets and ``build/dr-report.json``, and ``dr`` is
 ``python -m handbook.drills.dr``. ``alertpath`` runs the whole alert path on the real
-programs (Prometheus, Alertmanager, the exporters, ``handbook respond``) and keeps its
-figures in ``build/alert-path.json``.
+programs (Prometheus, Alertmanager, the exporters, ``handbook respond``); ``pathreport``
+keeps its figures in ``build/alert-path.json``, which the Sphinx build reads.
 
 May import: paths, snippet, servers, runners, schema, prometheus.
 """
