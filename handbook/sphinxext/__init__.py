@@ -10,6 +10,7 @@ from handbook.sphinxext import (
     docstore,
     firstfive,
     latex,
+    links,
     literal_blocks,
     maintenance,
     oncall,
@@ -37,6 +38,7 @@ def setup(app: Sphinx) -> dict:
     servers.setup(app)
     oncall.setup(app)
     firstfive.setup(app)
+    links.setup(app)
     maintenance.setup(app)
     latex.setup(app)  # the PDF's layout (LaTeX builder only)
     # env_version: bump when what the extension keeps in the environment changes

@@ -135,9 +135,12 @@ class AlertDirective(SphinxDirective):
             field_row(
                 "Rule",
                 links.external(where, links.source_line(rel(alert.source), alert.line)),
-                nodes.Text(" \u00b7 "),
-                links.external(
-                    "open in Prometheus", links.prometheus_graph(alert.expr), "handbook-prometheus"
+                links.online(
+                    links.external(
+                        "open in Prometheus",
+                        links.prometheus_graph(alert.expr),
+                        "handbook-prometheus",
+                    )
                 ),
             ),
         ]

@@ -146,6 +146,8 @@ def fill(app: Sphinx, doctree: nodes.document) -> None:
             if section is None:
                 _warn(f"{{first-five-minutes}}: the runbook has no '## {title}' section", node)
                 continue
+            if title != SECTIONS[0]:
+                more += nodes.Text(" \u00b7 ")
             more += _local(title, section["ids"][0])
         alerts = load(env)
         names = registry(env)
@@ -155,9 +157,13 @@ def fill(app: Sphinx, doctree: nodes.document) -> None:
                 continue  # reported by the {alert} directive
             for panel in names.panels_for(name):
                 url = f"{grafana_url()}d/{panel.dashboard_uid}?viewPanel={panel.id}"
-                more += links.external("Grafana panel", url, "handbook-grafana")
-            more += links.external(
-                "the alert in Prometheus", links.prometheus_graph(alert.expr), "handbook-prometheus"
+                more += links.online(links.external("Grafana panel", url, "handbook-grafana"))
+            more += links.online(
+                links.external(
+                    "the alert in Prometheus",
+                    links.prometheus_graph(alert.expr),
+                    "handbook-prometheus",
+                )
             )
         box += more
         box.source, box.line = node.source, node.line

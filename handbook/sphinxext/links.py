@@ -9,6 +9,11 @@ through), with the default production's own address:
   dashboard panel (``handbook/sphinxext/oncall.py``);
 - ``HANDBOOK_SOURCE_URL`` (default :data:`DEFAULT_SOURCE_URL`): where the repository's
   files are browsed; an alert's rule links to its file and line there (``#L81``).
+
+Only the HTML site links out: on paper (the PDF) a link to a live Prometheus is no use
+and its URL, printed as a footnote, a line of percent signs. There an :func:`online`
+group (the link and the separator before it) is left out, and any other link out shows
+as its text.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 from urllib.parse import quote, urlencode
 
 from docutils import nodes
+from sphinx.application import Sphinx
 
 DEFAULT_PROMETHEUS_URL = "https://prometheus.erpgo.com/"
 DEFAULT_SOURCE_URL = "https://git.erpgo.com/erpgo/handbook/-/blob/main/"
@@ -50,3 +56,28 @@ def source_line(path: str, line: int) -> str:
 
 def external(text: str, url: str, *classes: str) -> nodes.reference:
     return nodes.reference("", text, refuri=url, classes=["handbook-link-out", *classes])
+
+
+def online(*parts: nodes.Node, separator: str = " \u00b7 ") -> nodes.inline:
+    """A link out with the separator before it: the whole group is left out of the PDF."""
+    group = nodes.inline(classes=["handbook-online"])
+    if separator:
+        group += nodes.Text(separator)
+    group.extend(parts)
+    return group
+
+
+def offline(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Outside HTML: drop the :func:`online` groups, show other links out as their text."""
+    if app.builder.format == "html":
+        return
+    for group in list(doctree.findall(nodes.inline)):
+        if "handbook-online" in group["classes"]:
+            group.parent.remove(group)
+    for link in list(doctree.findall(nodes.reference)):
+        if "handbook-link-out" in link["classes"]:
+            link.replace_self(nodes.inline("", "", *link.children))
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("doctree-resolved", offline)

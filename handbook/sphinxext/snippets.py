@@ -144,10 +144,12 @@ def _date(data: dict, run: str) -> str:
 
 
 def _versions(servers: list[str]) -> str:
-    """``["PostgreSQL 15.20", "PostgreSQL 18.1"]`` -> ``"PostgreSQL 15.20, 18.1"``."""
+    """``["PostgreSQL 15.20, local", "PostgreSQL 18.1, Docker"]`` -> ``"PostgreSQL 15.20,
+    18.1"``: the versions a reader compares with their own; where the server ran (a local
+    binary, a container) is on the verification page."""
     out: list[str] = []
     last = ""
-    for server in servers:
+    for server in sorted({s.split(",")[0].strip() for s in servers}):
         name, _, version = server.rpartition(" ")
         if name and name == last:
             out.append(version)
@@ -246,7 +248,9 @@ def snippet_block(
     meta.extend(mode_mark(snippet))
     if snippet.kind == "promql":
         url = links.prometheus_graph(snippet.body())
-        meta += links.external("Open in Prometheus", url, "handbook-prometheus")
+        meta += links.online(
+            links.external("Open in Prometheus", url, "handbook-prometheus"), separator=""
+        )
     meta += badge(verdict(snippet, data, root))
     mode = "read-only" if snippet.read_only else "writes"
     block = nodes.container(
