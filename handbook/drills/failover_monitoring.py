@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from handbook.drills.common import DrillError, admin_sql, output, wait_for
+from handbook.drills.common import DrillError, admin_sql, output, require_tool, wait_for
 from handbook.drills.local import Instance, crash, local_pg
 from handbook.paths import rel
 from handbook.prometheus import alerts, exporters, monitoring
@@ -133,8 +133,12 @@ def failover_monitoring(
 ) -> FailoverMonitoring:
     """Crash a primary watched by a real Prometheus, promote its standby, follow the page's
     steps 5 and 4; DrillError naming the step when Prometheus does not say what it must."""
-    monitoring.find_prometheus()  # ToolMissing before any server starts
+    # What it needs, before any server starts: ToolMissing or ExporterMissing say what
+    # to install (a skip, a failure under CI=true).
+    monitoring.find_prometheus()
     exporters.find("postgres_exporter")
+    for program in ("curl", "jq"):  # monitoring_primary.sh's
+        require_tool(program, program)
     rule = next(a for a in alerts.load_rules() if a.name == ALERT)
     for_seconds = duration(rule.for_ or "0s")
     own_work = work is None
