@@ -115,8 +115,8 @@ def prometheus_config(
     jobs = {job["job_name"]: job for job in conf["scrape_configs"]}
     scrape = []
     for name, addresses in targets.items():
-        statics = (jobs.get(name) or {}).get("static_configs") or [{}]
-        labels = statics[0].get("labels")
+        configs = (jobs.get(name) or {}).get("static_configs") or [{}]
+        labels = configs[0].get("labels")
         static = {"targets": addresses} | ({"labels": labels} if labels else {})
         scrape.append({"job_name": name, "static_configs": [static]})
     data = {
