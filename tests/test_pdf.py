@@ -184,9 +184,25 @@ def test_every_body_page_shows_its_page_number(pdf_text):
 
 def test_long_code_lines_wrap_inside_the_page(pdf_text):
     text, _ = pdf_text
-    longest = max((line for _, line in all_lines()), key=len)
-    assert len(longest) > 90, "no snippet line is long enough to need wrapping"
-    assert WRAP in text, f"a {len(longest)}-character line shows no wrap mark: {longest!r}"
+    where, longest = max(all_lines() + shown_conf_lines(), key=lambda found: len(found[1]))
+    assert len(longest) > 90, "no line a page shows is long enough to need wrapping"
+    assert WRAP in text, f"{where}: a {len(longest)}-character line shows no wrap mark"
+    assert normalise(longest) in normalise(text), f"{where}: {longest!r} is not whole in the PDF"
+
+
+CONF_PATH = re.compile(r"\bconf/[\w./-]+\w")
+
+
+def shown_conf_lines() -> list[tuple[str, str]]:
+    """The lines of every file under conf/ a page names (and shows: the snippets' rule)."""
+    names = {
+        match.group(0)
+        for page in DOCS.rglob("*.md")
+        if "_build" not in page.parts
+        for match in CONF_PATH.finditer(page.read_text(encoding="utf-8"))
+    }
+    files = sorted(ROOT / name for name in names if (ROOT / name).is_file())
+    return [(rel(f), line) for f in files for line in f.read_text(encoding="utf-8").splitlines()]
 
 
 def all_lines() -> list[tuple[str, str]]:
