@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import threading
 import time
@@ -515,64 +514,6 @@ def test_a_stopped_exporter_fires_its_alerts_and_clears_when_back(stack):
     wait_for("the redis alerts clear once the exporter answers again", lambda: not redis_alerts())
     # the postgres exporters are still dead: their alerts stay
     assert stack.firing_named("ExporterSeriesAbsent")
-
-
-def test_monitoring_follows_a_promotion(request, tmp_path):
-    """The disaster-recovery page's step 5: after a failover, swap the postgres job's role
-    labels. Before, the lost primary's address is still labelled primary and
-    ExporterSeriesAbsent fires for role="primary"; after the swap and a reload, the
-    promoted server's real postgres_exporter reports as the primary and the alert clears."""
-    try:
-        monitoring.find_prometheus()
-    except ToolMissing as exc:
-        unavailable(str(exc))
-    pool = request.config.stash[POOL]
-    labels = [c.label for c in pool.candidates("pg", required=False) if not c.read_only]
-    if not labels:
-        unavailable("no PostgreSQL server to start a postgres_exporter against (see README)")
-    try:
-        exporter = exporters.start("postgres_exporter", pool.get(labels[0]))
-    except exporters.ExporterMissing as exc:
-        unavailable(str(exc))
-    promoted = exporter.url.removeprefix("http://").removesuffix("/metrics")
-    lost = f"127.0.0.1:{free_port()}"  # the old primary's host is gone
-    prometheus = None
-    try:
-        rules = drill_rules(tmp_path / "alert_rules.yml")
-        config = drill_prometheus(tmp_path, rules, f"127.0.0.1:{free_port()}",
-                                  {"primary": lost, "replica": promoted}, lost)  # fmt: skip
-        prometheus = monitoring.boot_prometheus(config, ("--rules.alert.resend-delay=1s",))
-
-        def primary_absent() -> bool:
-            alerts = prometheus.api("/api/v1/alerts")["alerts"]
-            return any(
-                a["labels"]["alertname"] == "ExporterSeriesAbsent"
-                and a["labels"].get("role") == "primary" and a["state"] == "firing"
-                for a in alerts
-            )  # fmt: skip
-
-        wait_for("ExporterSeriesAbsent fires for the lost primary", primary_absent)
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-        job = next(j for j in data["scrape_configs"] if j["job_name"] == "postgres")
-        for static in job["static_configs"]:  # step 5: swap the role labels
-            role = static["labels"]["role"]
-            static["labels"]["role"] = {"primary": "replica", "replica": "primary"}[role]
-        config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        prometheus.proc.send_signal(signal.SIGHUP)
-        query = "/api/v1/query?" + urllib.parse.urlencode({"query": 'pg_up{role="primary"}'})
-
-        def primary_reports() -> bool:
-            result = prometheus.api(query)["result"]
-            return bool(result) and result[0]["metric"]["instance"] == promoted
-
-        wait_for("the promoted server reports as the primary", primary_reports)
-        wait_for("ExporterSeriesAbsent clears for the primary", lambda: not primary_absent())
-        firing = {a["labels"]["alertname"] for a in prometheus.api("/api/v1/alerts")["alerts"]}
-        assert "PostgreSQLDown" not in firing, "the promoted server is up"
-    finally:
-        if prometheus is not None:
-            prometheus.stop()
-        exporter.stop()
 
 
 # ------------------------------------------------------------ the onboarding metric
