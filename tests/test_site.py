@@ -229,3 +229,19 @@ def test_a_runbook_without_its_first_five_minutes_fails_the_build(copy, tmp_path
     assert "docs/runbooks/watchdog.md:1: WARNING: incident runbook without" in result.stderr, (
         result.stderr
     )
+
+
+def test_links_out_follow_their_environment_variables(monkeypatch):
+    """HANDBOOK_PROMETHEUS_URL and HANDBOOK_SOURCE_URL move the links; unset, production's."""
+    for variable in ("HANDBOOK_PROMETHEUS_URL", "HANDBOOK_SOURCE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    assert links.prometheus_graph('up{job="redis"}') == (
+        links.DEFAULT_PROMETHEUS_URL + "graph?g0.expr=up%7Bjob%3D%22redis%22%7D&g0.tab=1"
+    )
+    assert links.source_line("conf/x.yml", 7) == links.DEFAULT_SOURCE_URL + "conf/x.yml#L7"
+    monkeypatch.setenv("HANDBOOK_PROMETHEUS_URL", "http://127.0.0.1:9090")
+    monkeypatch.setenv("HANDBOOK_SOURCE_URL", "https://example.org/handbook/blob/v1")
+    assert links.prometheus_graph("up").startswith("http://127.0.0.1:9090/graph?g0.expr=up")
+    assert (
+        links.source_line("conf/x.yml", 7) == "https://example.org/handbook/blob/v1/conf/x.yml#L7"
+    )

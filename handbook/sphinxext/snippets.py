@@ -221,18 +221,21 @@ def badge(result: Verdict) -> nodes.reference:
     return link
 
 
+def changes_nothing(snippet: snippets.Snippet) -> bool:
+    """'mode: writes' only for its login (``changes: nothing: ...``): shown as harmless."""
+    return not snippet.read_only and (snippet.changes or "").lower().startswith("nothing")
+
+
 def mode_mark(snippet: snippets.Snippet) -> list[nodes.Node]:
     """The mode mark, and for a state-changing snippet the line saying what it changes."""
     if snippet.read_only:
         mark = nodes.inline(text="Read-only", classes=["handbook-mode", "handbook-mode-read-only"])
         return [mark]
     changes = snippet.changes or ""
-    if changes.lower().startswith("nothing"):
+    if changes_nothing(snippet):
         mark = nodes.inline(text="Changes nothing", classes=["handbook-mode", "handbook-mode-none"])
-        return [
-            mark,
-            nodes.inline(text=changes[:1].upper() + changes[1:], classes=["handbook-changes"]),
-        ]
+        why = changes[len("nothing") :].lstrip(":;, ").strip()
+        return [mark, nodes.inline(text=why, classes=["handbook-changes"])] if why else [mark]
     mark = nodes.inline(
         text="\u26a0 Changes state", classes=["handbook-mode", "handbook-mode-writes"]
     )
@@ -252,7 +255,7 @@ def snippet_block(
             links.external("Open in Prometheus", url, "handbook-prometheus"), separator=""
         )
     meta += badge(verdict(snippet, data, root))
-    mode = "read-only" if snippet.read_only else "writes"
+    mode = "read-only" if snippet.read_only else "none" if changes_nothing(snippet) else "writes"
     block = nodes.container(
         classes=["handbook-snippet", f"handbook-snippet-{mode}"], handbook_snippet=snippet.name
     )
