@@ -45,16 +45,18 @@ class QuickReferenceDirective(SphinxDirective):
                 _, anchor = alert.runbook_target()
             except ValueError:
                 anchor = ""  # reported by the alert contract check
+            node_id = f"quickref-{alert.name.lower()}"  # the alert's heading below
             row = nodes.row()
             for content in (
-                nodes.literal(text=alert.name),
+                nodes.reference(
+                    "", "", nodes.literal(text=alert.name), refid=node_id, internal=True
+                ),
                 nodes.Text(alert.severity),
                 runbook_ref(anchor),
             ):
                 row += nodes.entry("", nodes.paragraph("", "", content))
             rows.append(row)
             # A heading per alert, with a stable anchor: quickref-<alert in lower case>
-            node_id = f"quickref-{alert.name.lower()}"
             section = nodes.section(ids=[node_id], names=[node_id], classes=["handbook-quickref"])
             section += nodes.title(
                 "", "", nodes.literal(text=alert.name), nodes.Text(f" ({alert.severity})")
