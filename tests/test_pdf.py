@@ -3,8 +3,9 @@
 Builds the PDF the way ``tox -e pdf`` does (Sphinx's LaTeX builder, warnings as
 errors), then reads it back three ways: pdflatex's log (overfull boxes), pypdf's text
 (every runbook, alert, tab, snippet, option, metric and requirement), and pypdf's
-text with positions (nothing below the footer, the contents page's title, the
-version on the title page, page numbers on cross-references). The page layout those
+text with positions (nothing below the footer, no blank page, each alert's rule and
+expression on one page, the contents page's title, the version on the title page,
+page numbers on cross-references). The page layout those
 checks hold is handbook/sphinxext/latex.py and docs/_static/handbook-pdf.sty. The run
 leaves three pages as PNGs in build/artefacts/ for a reviewer. Needs TeX (``.ci/run``
 installs it) and pdftoppm (poppler-utils): without them the tests are skipped,
@@ -499,3 +500,34 @@ def test_page_images_for_review(built):
             check=True, capture_output=True,
         )  # fmt: skip
         assert target.stat().st_size > 10_000, f"{rel(target)}: PDF page {index + 1} looks empty"
+
+
+def test_every_alert_rule_and_its_expression_share_a_page(built):
+    """A runbook's alert box (the rule's fields, then its expression) is not split."""
+    pages = [normalise(page.extract_text()) for page in built.reader.pages]
+    split = [
+        f"{alert.location}: {alert.name}'s expression is not whole on a page that names it"
+        for alert in alerts.load_rules()
+        if not any(normalise(alert.expr) in page and alert.name in page for page in pages)
+    ]
+    assert not split, (
+        f"keep the alert's table and its expression together (\\needspace, {LAYOUT}):\n"
+        + "\n".join(split)
+    )
+
+
+def test_no_blank_page(built):
+    """Every page shows something besides its running head and its footer."""
+    footer = footer_line(built)
+    blank = []
+    for index in range(len(built.reader.pages)):
+        page_runs = built.runs(index)
+        top = max((run.y for run in page_runs), default=0)
+        head = [r for r in page_runs if abs(r.y - top) <= 1 and "Handbook" in r.text]
+        body = [r for r in page_runs if abs(r.y - footer) > 1 and r not in head]
+        if not body:
+            blank.append(f"page {built.label(index)} (PDF page {index + 1})")
+    assert not blank, (
+        "blank pages (a two-sided layout's empty left pages? latex_elements"
+        "['extraclassoptions'] in docs/conf.py):\n" + "\n".join(blank)
+    )
