@@ -22,6 +22,7 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from handbook.confcheck.names import Registry
 from handbook.paths import rel
 from handbook.prometheus import alerts as rules
 from handbook.prometheus import metrics
@@ -152,6 +153,8 @@ class AlertDirective(SphinxDirective):
 class AlertTableDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         rows = []
+        root = project_root(self.env.app)
+        names = Registry(conf=root / "conf", snippets=root / "snippets")
         for alert in load(self.env).values():
             try:
                 _, anchor = alert.runbook_target()
@@ -161,9 +164,18 @@ class AlertTableDirective(SphinxDirective):
                 "", refdomain="std", reftype="ref", reftarget=anchor, refexplicit=False
             )
             ref += nodes.inline(text=anchor)
+            name = nodes.inline("", "", nodes.literal(text=alert.name))
+            out: list[nodes.Node] = []
+            for panel in names.panels_for(alert.name):
+                url = links.grafana_panel(panel.dashboard_uid, panel.id)
+                out += [links.external("Grafana", url, "handbook-grafana"), nodes.Text(" \u00b7 ")]
+            out.append(links.external("Prometheus", links.prometheus_graph(alert.expr)))
+            group = links.online(*out, separator="")
+            group["classes"].append("handbook-alert-links")
+            name += group
             row = nodes.row()
             for content in (
-                nodes.literal(text=alert.name),
+                name,
                 nodes.Text(alert.severity),
                 nodes.literal(text=threshold_text(alert)),
                 nodes.Text(alert.for_),
@@ -172,7 +184,7 @@ class AlertTableDirective(SphinxDirective):
                 row += nodes.entry("", nodes.paragraph("", "", content))
             rows.append(row)
         header = ["Alert", "Severity", "Fires when", "For", "Runbook"]
-        return [table([25, 10, 35, 8, 22], header, rows)]
+        return [table([36, 10, 16, 8, 30], header, rows)]
 
 
 class MetricCatalogueDirective(SphinxDirective):

@@ -36,7 +36,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from handbook.sphinxext import links
 from handbook.sphinxext.alerts import load
-from handbook.sphinxext.oncall import grafana_url, registry
+from handbook.sphinxext.oncall import registry
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def fill(app: Sphinx, doctree: nodes.document) -> None:
             if alert is None:
                 continue  # reported by the {alert} directive
             for panel in names.panels_for(name):
-                url = f"{grafana_url()}d/{panel.dashboard_uid}?viewPanel={panel.id}"
+                url = links.grafana_panel(panel.dashboard_uid, panel.id)
                 more += links.online(links.external("Grafana panel", url, "handbook-grafana"))
             more += links.online(
                 links.external(

@@ -5,8 +5,8 @@ through), with the default production's own address:
 
 - ``HANDBOOK_PROMETHEUS_URL`` (default :data:`DEFAULT_PROMETHEUS_URL`): every PromQL
   block and every alert expression opens there, in Prometheus's graph page;
-- ``HANDBOOK_GRAFANA_URL`` (default ``oncall.DEFAULT_GRAFANA_URL``): each alert's
-  dashboard panel (``handbook/sphinxext/oncall.py``);
+- ``HANDBOOK_GRAFANA_URL`` (default :data:`DEFAULT_GRAFANA_URL`): each alert's
+  dashboard panel (:func:`grafana_panel`);
 - ``HANDBOOK_SOURCE_URL`` (default :data:`DEFAULT_SOURCE_URL`): where the repository's
   files are browsed; an alert's rule links to its file and line there (``#L81``).
 
@@ -26,6 +26,7 @@ from sphinx.application import Sphinx
 
 DEFAULT_PROMETHEUS_URL = "https://prometheus.erpgo.com/"
 DEFAULT_SOURCE_URL = "https://git.erpgo.com/erpgo/handbook/-/blob/main/"
+DEFAULT_GRAFANA_URL = "https://grafana.erpgo.com/"
 
 
 def _base(variable: str, default: str) -> str:
@@ -36,6 +37,16 @@ def _base(variable: str, default: str) -> str:
 def prometheus_url() -> str:
     """``$HANDBOOK_PROMETHEUS_URL`` or :data:`DEFAULT_PROMETHEUS_URL`, ending in ``/``."""
     return _base("HANDBOOK_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL)
+
+
+def grafana_url() -> str:
+    """Where Grafana is published: ``$HANDBOOK_GRAFANA_URL`` or :data:`DEFAULT_GRAFANA_URL`."""
+    return _base("HANDBOOK_GRAFANA_URL", DEFAULT_GRAFANA_URL)
+
+
+def grafana_panel(dashboard_uid: str, panel_id: object) -> str:
+    """One panel of a dashboard of ``conf/grafana/dashboards/``, alone on the screen."""
+    return f"{grafana_url()}d/{dashboard_uid}?viewPanel={panel_id}"
 
 
 def source_url() -> str:

@@ -16,7 +16,6 @@ is not there is a build warning (an error under ``-W``) at the page's line.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -31,23 +30,17 @@ from sphinx.util.docutils import SphinxDirective
 
 from handbook.confcheck.names import Registry
 from handbook.paths import rel
+from handbook.sphinxext import links
 from handbook.sphinxext.alerts import field_row, load, project_root, table
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GRAFANA_URL = "https://grafana.erpgo.com/"
 CONTEXT_ITEMS = ("Users", "Noise", "Check first")
 SEVERITY_WORDS = {
     "critical": "critical: someone is paged, at any hour",
     "warning": "warning: a message in the on-call channel, for working hours unless it gets worse",
     "none": "none: no person is notified",
 }
-
-
-def grafana_url() -> str:
-    """Where Grafana is published: ``$HANDBOOK_GRAFANA_URL`` or :data:`DEFAULT_GRAFANA_URL`."""
-    url = os.environ.get("HANDBOOK_GRAFANA_URL") or DEFAULT_GRAFANA_URL
-    return url if url.endswith("/") else url + "/"
 
 
 def registry(env: BuildEnvironment) -> Registry:
@@ -121,14 +114,14 @@ class AlertContextDirective(SphinxDirective):
                 f"names the alert, e.g. '... ({name} fires above ...)'",
                 where,
             )
-        links: list[nodes.Node | str] = []
+        shown: list[nodes.Node | str] = []
         for panel in panels:
-            url = f"{grafana_url()}d/{panel.dashboard_uid}?viewPanel={panel.id}"
-            links.append(nodes.reference("", f"{panel.dashboard_title}: {panel.title}", refuri=url))
+            url = links.grafana_panel(panel.dashboard_uid, panel.id)
+            shown.append(nodes.reference("", f"{panel.dashboard_title}: {panel.title}", refuri=url))
         rows.append(
             field_row(
                 "Dashboard",
-                *[n if isinstance(n, nodes.Node) else nodes.Text(n) for n in _comma(links)],
+                *[n if isinstance(n, nodes.Node) else nodes.Text(n) for n in _comma(shown)],
             )
         )
 
