@@ -136,7 +136,9 @@ def _select(config: pytest.Config) -> None:
     """Path arguments that are pages, snippets or conf/ files become what they depend on."""
     root = config.rootpath
     targets, kept = [Path(p) for p in config.getoption("--page")], []
-    for arg in config.args:
+    # Without path arguments pytest runs its testpaths: with --page, only what it selects.
+    given = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    for arg in given:
         path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir, arg)
         if "::" not in arg and selection.is_target(path, root):
             targets.append(path)

@@ -38,18 +38,22 @@ def high_latency():
     return select([Path(PAGE)], ROOT)
 
 
-@pytest.fixture(scope="module")
-def collected() -> list[str]:
-    """The node ids a real ``pytest docs/runbooks/high-latency.md`` would run."""
+def collect(*args: str) -> list[str]:
+    """The node ids a real ``pytest ARGS`` would run."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", PAGE],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", *args],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, (
-        f"pytest {PAGE} --collect-only failed (handbook/pytest_plugin.py _select):\n"
+        f"pytest {' '.join(args)} --collect-only failed (handbook/pytest_plugin.py _select):\n"
         f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
     )
     return [line for line in result.stdout.splitlines() if "::" in line]
+
+
+@pytest.fixture(scope="module")
+def collected() -> list[str]:
+    return collect(PAGE)
 
 
 def test_a_page_selects_its_snippets_on_every_server(high_latency, collected):
@@ -98,6 +102,11 @@ def test_a_page_selects_its_alerts_unit_tests_and_only_that_alerts_items(collect
         "tests/test_runbook_template.py::"
         "test_every_runbook_has_the_required_sections_in_order[high-latency]"
     ], f"the page's own template check only, not {templates}"
+
+
+def test_the_page_option_selects_what_the_path_argument_does(collected):
+    """``--page`` alone runs the selection, not the whole suite beside it."""
+    assert collect("--page", PAGE) == collected
 
 
 def test_a_snippet_selects_its_items_and_the_tests_that_run_it():
