@@ -33,15 +33,13 @@ from sphinx.transforms.post_transforms import SphinxPostTransform
 
 # A table up to this many lines tall (as estimated below) is kept on one page; a taller
 # one breaks across pages. A page of body text holds about 55 lines.
-KEEP_TOGETHER_LINES = 24
+KEEP_TOGETHER_LINES = 30
 # Characters of code (10pt txtt, 5.25pt each) in one line of the 451pt text block.
 LINE_CHARACTERS = 86
 # A character of body text (10pt TeX Gyre Termes) is narrower than one of code.
 TEXT_CHARACTER = 0.85
 # The space a cell keeps either side of its text (2 \tabcolsep), in characters.
 PADDING = 2.5
-# Per column: its width never drops below this many characters (a short word, a flag).
-MIN_COLUMN_CHARACTERS = 8
 # Where a longtable can not work: inside another table or a framed box.
 NO_LONGTABLE_INSIDE = (nodes.table, nodes.Admonition, nodes.sidebar, nodes.topic)
 # Where TeX may break a line: in code (docs/_static/handbook-pdf.sty adds _ - and :), and
@@ -230,61 +228,53 @@ def _columns(table: nodes.table) -> tuple[list[nodes.colspec], list[list[nodes.e
     return specs, cells
 
 
-def _longest_word(entry: nodes.entry) -> float:
-    """The widest thing in the cell TeX can not break, in characters of code.
+def _longest_words(entry: nodes.entry) -> tuple[float, float]:
+    """The widest code and the widest word of text in the cell TeX can not break, in
+    characters of code.
 
     Code does not hyphenate: a token is as wide as it is. A word of text does, near
-    its middle, so a long one needs only about 60 % of its width (a short one all).
+    its middle, so a long one needs only about half its width (a short one all).
     """
-    widest = 0.0
+    code_width = text_width = 0.0
     heading = _inside(entry, (nodes.thead,))  # bold sans serif: as wide as code
     for text in entry.findall(nodes.Text):
-        code = _inside(text, (nodes.literal,))
-        for word in (CODE_BREAKS if code else TEXT_BREAKS).split(str(text)):
-            if code:
-                widest = max(widest, len(word))
-                continue
-            unbroken = len(word) if len(word) <= 7 else max(7, math.ceil(0.6 * len(word)) + 1)
-            widest = max(widest, unbroken * (1.0 if heading else TEXT_CHARACTER))
-    return widest
+        if _inside(text, (nodes.literal,)):
+            code_width = max([code_width, *map(len, CODE_BREAKS.split(str(text)))])
+            continue
+        for word in TEXT_BREAKS.split(str(text)):
+            unbroken = len(word) if len(word) <= 7 else max(7, math.ceil(0.5 * len(word)) + 1)
+            text_width = max(text_width, unbroken * (1.0 if heading else TEXT_CHARACTER))
+    return code_width, text_width
 
 
-def _measured(texts: list[list[str]]) -> list[float]:
-    """Column widths from content: narrow columns get what they need, wide ones share the rest."""
-    natural = [max((len(t) for t in cells), default=1) + PADDING for cells in texts]
-    natural = [max(n, MIN_COLUMN_CHARACTERS) for n in natural]
+def _minimums(cells: list[list[nodes.entry]]) -> list[float]:
+    """Each column's narrowest width, in characters of code; if they do not fit the line
+    together, the columns held by a word of text (which can hyphenate again) give way,
+    those held by code (which can not) keep theirs."""
+    widest = [[_longest_words(entry) for entry in column] for column in cells]
+    code = [max((c for c, _ in column), default=0) + PADDING for column in widest]
+    text = [max((t for _, t in column), default=0) + PADDING for column in widest]
+    minimum = [max(c, t) for c, t in zip(code, text, strict=True)]
+    if sum(minimum) <= LINE_CHARACTERS:
+        return minimum
+    hard = sum(c for c, t in zip(code, text, strict=True) if c >= t)
+    soft = sum(t for c, t in zip(code, text, strict=True) if c < t) or 1
+    give = max(LINE_CHARACTERS - hard, 0) / soft
+    return [c if c >= t else t * give for c, t in zip(code, text, strict=True)]
+
+
+def _measured(texts: list[list[str]], minimum: list[float]) -> list[float]:
+    """Column widths from content: each column its narrowest width, then what is left of
+    the line shared in proportion to how much more each column's longest cell wants."""
+    natural = [
+        max(max((len(t) for t in cells), default=0) + PADDING, least)
+        for cells, least in zip(texts, minimum, strict=True)
+    ]
     if sum(natural) <= LINE_CHARACTERS:
         return natural
-    fixed: dict[int, float] = {}
-    while True:
-        rest = [i for i in range(len(natural)) if i not in fixed]
-        share = (LINE_CHARACTERS - sum(fixed.values())) / max(len(rest), 1)
-        narrow = [i for i in rest if natural[i] <= share]
-        if not narrow:
-            break
-        fixed.update({i: natural[i] for i in narrow})
-    rest = [i for i in range(len(natural)) if i not in fixed]
-    left = max(LINE_CHARACTERS - sum(fixed.values()), MIN_COLUMN_CHARACTERS * len(rest))
-    weight = sum(math.sqrt(natural[i]) for i in rest)
-    for i in rest:
-        fixed[i] = max(MIN_COLUMN_CHARACTERS, left * math.sqrt(natural[i]) / weight)
-    return [fixed[i] for i in range(len(natural))]
-
-
-def _squeezed(minimum: list[float]) -> list[float]:
-    """Not every column gets its widest word: the widest keep theirs, widest first (code
-    does not hyphenate), as long as the others keep ``MIN_COLUMN_CHARACTERS``; the
-    others share what is left in proportion to what they would need."""
-    kept: dict[int, float] = {}
-    for i in sorted(range(len(minimum)), key=lambda i: -minimum[i]):
-        others = len(minimum) - len(kept) - 1
-        if sum(kept.values()) + minimum[i] + others * MIN_COLUMN_CHARACTERS > LINE_CHARACTERS:
-            break
-        kept[i] = minimum[i]
-    rest = [i for i in range(len(minimum)) if i not in kept]
-    left = LINE_CHARACTERS - sum(kept.values())
-    need = sum(minimum[i] for i in rest) or 1
-    return [kept[i] if i in kept else left * minimum[i] / need for i in range(len(minimum))]
+    left = max(LINE_CHARACTERS - sum(minimum), 0)
+    want = [n - m for n, m in zip(natural, minimum, strict=True)]
+    return [m + left * w / (sum(want) or 1) for m, w in zip(minimum, want, strict=True)]
 
 
 def _fitted(widths: list[float], minimum: list[float]) -> list[float]:
@@ -295,8 +285,8 @@ def _fitted(widths: list[float], minimum: list[float]) -> list[float]:
     slack = [max(w - m, 0) for w, m in zip(scaled, minimum, strict=True)]
     if not need:
         return scaled
-    if sum(slack) <= need:
-        return _squeezed(minimum)
+    if sum(slack) < need - 1e-6:  # code wider than the line: it overflows, as little as may be
+        return [max(w, m) for w, m in zip(scaled, minimum, strict=True)]
     return [
         m if w < m else w - need * s / sum(slack)
         for w, m, s in zip(scaled, minimum, slack, strict=True)
@@ -333,17 +323,14 @@ def lay_out_tables(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         if not specs:
             continue
         texts = [[entry.astext() for entry in column] for column in cells]
+        minimum = _minimums(cells)
         classes = table["classes"]
         if "colwidths-auto" in classes or not all("colwidth" in s for s in specs):
-            widths = _measured(texts)
+            widths = _fitted(_measured(texts, minimum), minimum)
             if "colwidths-auto" in classes:
                 classes.remove("colwidths-auto")
         else:
-            widths = [spec["colwidth"] for spec in specs]
-        minimum = [
-            max((_longest_word(entry) for entry in column), default=0) + PADDING for column in cells
-        ]
-        widths = _fitted(widths, minimum)
+            widths = _fitted([spec["colwidth"] for spec in specs], minimum)
         for spec, width in zip(specs, widths, strict=True):
             spec["colwidth"] = round(width * 10)  # Sphinx writes \X{width}{total} as integers
         if "colwidths-given" not in classes:
