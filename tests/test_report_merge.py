@@ -4,12 +4,14 @@ A copy of the project with four snippet files is run by real pytest processes fo
 ways: whole, as ``--shard 1/2`` and ``--shard 2/2`` (two machines, each its own
 ``build/verification.json``), and with two xdist workers (``-n 2``). The shards' real
 reports merged with ``python -m handbook.report merge`` must hold what the whole run
-holds, each result once; so must the report the xdist controller wrote from its workers.
+holds, each result once; so must the report the xdist controller wrote from its workers,
+and its closing list of what a missing tool left unverified.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -136,3 +138,33 @@ def test_two_workers_write_what_one_process_writes(reports):
         k: v["outcome"] for k, v in whole["tests"].items()
     }
     assert set(workers["servers"]) == set(whole["servers"])
+
+
+def test_two_workers_still_list_what_a_missing_tool_left_unverified(tmp_path):
+    """The skips happen in the workers; the controller's closing summary must list them."""
+    snippet = "snippets/shell/security/redis_password_1_add_new.sh"
+    assert "openssl" in (ROOT / snippet).read_text(encoding="utf-8"), f"{snippet} runs openssl"
+    where = tmp_path / "project"
+    where.mkdir()
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, where / name)
+    for name in ("conf", "snippets"):
+        shutil.copytree(ROOT / name, where / name)
+    bin_dir = tmp_path / "bin"  # this PATH less openssl
+    bin_dir.mkdir()
+    for entry in os.environ["PATH"].split(os.pathsep):
+        for found in Path(entry).iterdir() if Path(entry).is_dir() else []:
+            link = bin_dir / found.name
+            if found.name != "openssl" and not link.is_symlink():
+                link.symlink_to(found)
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(bin_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
+         "--pg", "local", "--redis", "local", snippet],
+        cwd=where, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    summary = [line for line in result.stdout.splitlines() if line.startswith("not verified here:")]
+    assert summary and "(no openssl: apt-get install openssl)" in summary[0], (
+        "-n 2: the controller does not list the workers' missing-tool skips "
+        f"(handbook/pytest_plugin.py pytest_testnodedown):\n{result.stdout[-3000:]}"
+    )
