@@ -3,9 +3,9 @@
 Runs on the LaTeX builder only, on the one assembled document (``doctree-resolved``
 of the root page, after the other handlers have filled in their tables):
 
-- Each toctree caption of the root page (Tutorials, How-to guides...) becomes a
-  ``\\part``; Sphinx's LaTeX writer drops them (and titles the contents page with the
-  first one: ``docs/conf.py`` names it "Contents" again).
+- Each toctree caption of the root page (On call, Tutorials...) becomes a ``\\part``;
+  Sphinx's LaTeX writer drops them (and titles the contents page with the first one:
+  ``docs/_static/handbook-pdf.sty`` names it "Contents" again).
 - Every table gets column widths, so its cells wrap instead of running into the next
   column: the widths a generated table gives (``handbook/sphinxext/*.py``), else widths
   measured from its content (a Markdown pipe table). A table taller than
@@ -17,8 +17,10 @@ of the root page, after the other handlers have filled in their tables):
   HTML site draws with CSS; a link out too long to print gets no footnote; a long
   path or ``NAME=value`` in running text may break after ``/``, ``_`` or ``=``.
 
-The LaTeX side of the same rules (breaking inline code at ``_``, URLs anywhere, code
-lines at spaces first) is in ``docs/conf.py``'s ``latex_elements``.
+The TeX side of the same rules (inline code breaking after ``_``, ``-`` and ``:``, URLs
+anywhere, ragged-right cells, the snippet marks) is ``docs/_static/handbook-pdf.sty``;
+code lines breaking at spaces first, the version and page references are in
+``docs/conf.py``'s PDF section. ``tests/test_pdf.py`` checks the result.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def break_long_words(app: Sphinx, doctree: nodes.document, docname: str) -> None
         if not isinstance(container, nodes.paragraph) or _inside(text, (nodes.literal,)):
             continue  # code breaks on its own terms; titles and captions stay as they are
         if isinstance(text.parent, nodes.reference) and text == text.parent.get("refuri"):
-            continue  # a printed address: \\url breaks it anywhere (xurl)
+            continue  # a printed address: \url breaks it anywhere (xurl)
         value = str(text)
         cuts = sorted(
             cut.start()
@@ -214,7 +216,9 @@ def break_long_words(app: Sphinx, doctree: nodes.document, docname: str) -> None
 
 def _columns(table: nodes.table) -> tuple[list[nodes.colspec], list[list[nodes.entry]]]:
     """The table's column specs and, per column, its cells."""
-    group = next(iter(table.findall(nodes.tgroup)))
+    group = next(iter(table.findall(nodes.tgroup)), None)
+    if group is None:
+        return [], []
     specs = [child for child in group.children if isinstance(child, nodes.colspec)]
     cells: list[list[nodes.entry]] = [[] for _ in specs]
     for row in group.findall(nodes.row):
@@ -293,7 +297,7 @@ def _fitted(widths: list[float], minimum: list[float]) -> list[float]:
     ]
 
 
-def _height(widths: list[int], texts: list[list[str]]) -> int:
+def _height(widths: list[float], texts: list[list[str]]) -> int:
     """Lines the table takes: each row as tall as its tallest cell, plus rules and header."""
     total = sum(widths)
     per_line = [max(LINE_CHARACTERS * w / total - 2, 1) for w in widths]
@@ -309,6 +313,9 @@ def _height(widths: list[int], texts: list[list[str]]) -> int:
 
 
 def _code_lines(node: nodes.Node | None) -> int:
+    """Lines of the code block right after a table (alone, or first in its container)."""
+    if isinstance(node, nodes.container):
+        node = node.children[0] if node.children else None
     if isinstance(node, nodes.literal_block):
         return node.astext().count("\n") + 3
     return 0
