@@ -37,11 +37,11 @@ TAB_ITEM = re.compile(r"^\s*:{3,}\{tab-item\}\s+(?P<label>.+?)\s*$", re.MULTILIN
 ARTEFACTS = BUILD / "artefacts"  # page images a reviewer looks at without building
 LAYOUT = "handbook/sphinxext/latex.py"  # where table widths and page breaks are decided
 
-# An overfull box up to this wide (or high) is allowed: Sphinx's framed code blocks,
-# where they break across pages, overrun the text block by up to about 3.5 pt (the
-# frame's rule and padding), which no reader can see. Everything the issue saw was
-# wider: table cells running into their neighbours (7 to 139 pt), tables running
-# past the footer (287 and 491 pt).
+# An overfull box up to this wide (or high) is allowed: where Sphinx breaks a framed
+# code block across pages, the part before the break overruns the text block by the
+# frame's bottom padding and rule (3 pt + 0.4 pt: 3.45 pt measured), which no reader
+# can see. Everything the issue saw was wider: table cells running into their
+# neighbours (7 to 139 pt), tables running past the footer (287 and 491 pt).
 MAX_OVERFULL_PT = 4.0
 OVERFULL = re.compile(
     r"^Overfull \\(?P<box>[hv])box \((?P<size>[0-9.]+)pt too (?:wide|high)\) "
