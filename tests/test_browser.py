@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html.parser
 import os
+import re
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -423,5 +424,34 @@ def test_a_failed_snippet_shows_a_red_failed_badge(browser, reported_site):
         assert others and all(
             "handbook-badge-failed" not in (o.get_attribute("class") or "") for o in others
         )
+    finally:
+        context.close()
+
+
+def test_the_architecture_diagram_is_readable_opens_full_size_and_suits_dark_mode(browser, served):
+    base, site = served
+    context = browser.new_context(base_url=base, viewport=DESKTOP, color_scheme="dark")
+    try:
+        tab = context.new_page()
+        tab.goto("architecture/index.html")
+        drawing = tab.locator("a.handbook-diagram object").first
+        assert drawing.is_visible(), (
+            "docs/architecture/index.md: no diagram (handbook/sphinxext/diagrams.py)"
+        )
+        href = tab.locator("a.handbook-diagram").first.get_attribute("href") or ""
+        svg = (site / "architecture" / href).resolve()
+        assert href.endswith(".svg") and svg.is_file(), f"the diagram opens {href!r}, no SVG"
+        # The smallest node text as drawn in the column: Graphviz's font size (pt) x scale.
+        intrinsic = float(re.search(r'<svg width="([\d.]+)pt"', svg.read_text())[1]) * 4 / 3
+        scale = drawing.bounding_box()["width"] / intrinsic
+        code = (DOCS / "architecture" / "index.md").read_text(encoding="utf-8")
+        points = min(float(p) for p in re.findall(r"node \[[^]]*fontsize=([\d.]+)", code))
+        pixels = points * 4 / 3 * scale
+        assert pixels >= 9, (
+            f"docs/architecture/index.md: node text is drawn {pixels:.1f} px high at "
+            f"{DESKTOP['width']} px (the drawing is scaled to {scale:.0%}): lay it out narrower"
+        )
+        dark = drawing.evaluate("e => getComputedStyle(e).filter")
+        assert "invert" in dark, f"in dark mode the diagram stays a white slab (filter: {dark})"
     finally:
         context.close()
