@@ -42,4 +42,4 @@ def setup(app: Sphinx) -> dict:
     maintenance.setup(app)
     latex.setup(app)  # the PDF's layout (LaTeX builder only)
     # env_version: bump when what the extension keeps in the environment changes
-    return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"env_version": 3, "parallel_read_safe": True, "parallel_write_safe": True}

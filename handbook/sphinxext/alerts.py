@@ -155,6 +155,8 @@ class AlertTableDirective(SphinxDirective):
         rows = []
         root = project_root(self.env.app)
         names = Registry(conf=root / "conf", snippets=root / "snippets")
+        for path in sorted(names.conf.glob("grafana/dashboards/*.json")):
+            self.env.note_dependency(str(path))  # the Grafana links come from the panels
         for alert in load(self.env).values():
             try:
                 _, anchor = alert.runbook_target()
