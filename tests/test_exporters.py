@@ -8,13 +8,21 @@ ERPGo's own (conf/metrics/erpgo.yml) or a series Prometheus writes (ALERTS, up).
 
 The exporter and server versions land in build/verification.json ("exporters").
 A missing exporter is a skip saying what to install; under CI=true a failure.
+
+The exporters that do not run against a test server are scraped where their program
+runs: PgBouncer's (``pgbouncer_*``, the pooler pod's sidecar) in tests/test_pgbouncer.py,
+Alertmanager's own in tests/test_meta_monitoring.py. :data:`LIVE_CHECKS` names that one
+test per exporter of conf/metrics/exporters.yml, and a test here holds it complete.
 """
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
-from handbook.paths import rel
+from handbook import yamlfile
+from handbook.paths import ROOT, rel
 from handbook.prometheus import exporters, metrics
 from handbook.pytest_plugin import REPORT, unavailable
 from handbook.servers.base import Server
@@ -22,6 +30,23 @@ from handbook.servers.base import Server
 KNOWN = metrics.load_known_names()
 CATALOGUE = metrics.load_metric_catalogue()
 USED = exporters.used_names()
+# Each exporter of conf/metrics/exporters.yml -> the one test that scrapes the real program
+# for its names (Alertmanager's: the names the rules and snippets use).
+LIVE_CHECKS = {
+    "postgres_exporter": (
+        "tests/test_exporters.py", "test_postgres_exporter_exports_every_pg_name_used"
+    ),
+    "redis_exporter": (
+        "tests/test_exporters.py", "test_redis_exporter_exports_every_redis_name_used"
+    ),
+    "alertmanager": (
+        "tests/test_meta_monitoring.py", "test_alertmanagers_own_metric_names_exist"
+    ),
+    "pgbouncer_exporter": (
+        "tests/test_pgbouncer.py",
+        "test_the_exporter_reads_the_pooler_and_serves_every_pgbouncer_metric_conf_uses",
+    ),
+}  # fmt: skip
 
 
 def expected_names(exporter: str) -> dict[str, list[str]]:
@@ -74,6 +99,27 @@ def test_every_name_is_erpgos_an_exporters_or_prometheus_own():
     )
     exporter_names = {n for n in USED if n.startswith(prefixes)}
     assert {"pg_up", "redis_keyspace_hits_total"} <= exporter_names, "the rules use them"
+
+
+def test_every_exporter_has_the_one_test_that_scrapes_it():
+    """An exporter listed in conf/metrics/exporters.yml (or given a prefix in
+    handbook/prometheus/metrics.py) without a live check would go unverified."""
+    entries = yamlfile.load(KNOWN.path)["exporters"]
+    problems = [
+        f"{rel(KNOWN.path)}:{yamlfile.line(entries, exporter)}: {exporter} has no live check: "
+        "name the test that scrapes the real exporter in LIVE_CHECKS (tests/test_exporters.py)"
+        for exporter in sorted(set(KNOWN.exporters) | set(metrics.EXPORTER_PREFIXES.values()))
+        if exporter not in LIVE_CHECKS
+    ]
+    for exporter, (path, name) in sorted(LIVE_CHECKS.items()):
+        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+        defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        if name not in defined:
+            problems.append(
+                f"tests/test_exporters.py: LIVE_CHECKS names {path}::{name} for {exporter}, "
+                f"which {path} does not define: name the test that scrapes it"
+            )
+    assert not problems, "\n".join(problems)
 
 
 def test_postgres_exporter_exports_every_pg_name_used(pg_server, request):

@@ -9,8 +9,9 @@ when the pool is exhausted, the pool runbook's diagnostic shows the clients wait
 The pooler's exporter runs as conf/pgbouncer/deployment.yaml's sidecar does, from the
 image ``python -m handbook.servers.images build`` makes (a Docker engine is needed; without
 one those tests skip saying so, and fail under ``CI=true``): it must read the pooler as
-erpgo_monitor and serve every ``pgbouncer_*`` name conf/ and the snippets use, where the
-``pgbouncer`` job of conf/prometheus/prometheus.yml scrapes it.
+erpgo_monitor and serve every ``pgbouncer_*`` name conf/metrics/exporters.yml lists and
+conf/ and the snippets use, where the ``pgbouncer`` job of conf/prometheus/prometheus.yml
+scrapes it. This is the one place those names meet the real exporter.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import threading
 import psycopg
 import pytest
 
+from handbook import yamlfile
 from handbook.confcheck import pgconf
 from handbook.drills import common as drill
 from handbook.paths import rel
-from handbook.prometheus import exporters, monitoring, pgbouncer_exporter
-from handbook.pytest_plugin import DATABASES, POOL, unavailable
+from handbook.prometheus import exporters, metrics, monitoring, pgbouncer_exporter
+from handbook.pytest_plugin import DATABASES, POOL, REPORT, unavailable
 from handbook.servers import accounts, images, pgbouncer
 from handbook.servers.base import Server
 
@@ -245,6 +247,14 @@ def test_ci_builds_the_exporter_image_production_runs():
         f"{SIDECAR.where('image')}: production runs {SIDECAR.image}, the tests "
         f"pgbouncer_exporter {pinned[1]}: run the version the tests verify"
     )
+    # conf/metrics/exporters.yml says which version its pgbouncer_* names were checked on.
+    entry = yamlfile.load(metrics.EXPORTER_NAMES)["exporters"][pgbouncer_exporter.EXPORTER]
+    listed = str(entry.get("version"))
+    assert listed == image.version, (
+        f"{rel(metrics.EXPORTER_NAMES)}:{yamlfile.line(entry, 'version')}: its names are checked "
+        f"against pgbouncer_exporter {image.version} ({image.tag}), not {listed!r}: say "
+        f'version: "{image.version}"'
+    )
 
 
 def test_the_scrape_job_check_fails_when_prometheus_looks_elsewhere(tmp_path, monkeypatch):
@@ -297,9 +307,18 @@ def test_the_exporter_reads_the_pooler_and_serves_every_pgbouncer_metric_conf_us
                 f"{name} has no series for {pgbouncer.DATABASE}: {exporter.describe()}\n"
                 f"{exporter.log()}"
             )
-        used = pgbouncer_exporter.used_names()
-        missing = exporters.missing(used, names, exporter)
+        # Every name conf/metrics/exporters.yml lists for it, and every name a rule, a
+        # dashboard or a PromQL snippet uses: each missing one names its file:line.
+        missing = exporters.missing(pgbouncer_exporter.expected_names(), names, exporter)
         assert not missing, "\n".join(missing)
+        # The versions the names were checked on: the exporter's build and the pooler's.
+        build = pgbouncer_exporter.samples(text, "pgbouncer_exporter_build_info")
+        pooled = pgbouncer_exporter.samples(text, "pgbouncer_version_info")
+        built = build[0][0].get("version", "?") if build else "?"
+        against = pooled[0][0].get("version", "PgBouncer") if pooled else "PgBouncer"
+        request.config.stash[REPORT].exporters[f"{pgbouncer_exporter.EXPORTER}@{server.label}"] = (
+            f"pgbouncer_exporter {built} ({exporter.image}) against {against}"
+        )
     finally:
         if exporter is not None:
             exporter.stop()

@@ -2,10 +2,12 @@
 
 ``conf/metrics/erpgo.yml`` declares every metric ERPGo exposes (type, labels,
 meaning). ``conf/metrics/exporters.yml`` lists the names the handbook uses from
-the real postgres_exporter and redis_exporter, and the series Prometheus writes
-itself (``ALERTS``, ``up``); tests/test_exporters.py proves those names against the
-real exporters. An alert rule or PromQL snippet may name nothing else:
-:func:`check_metrics` holds the alert rules to that.
+the real postgres_exporter, redis_exporter, pgbouncer_exporter and Alertmanager, and
+the series Prometheus writes itself (``ALERTS``, ``up``); tests/test_exporters.py
+(and, for the pooler's and Alertmanager's, tests/test_pgbouncer.py and
+tests/test_meta_monitoring.py) prove those names against the real programs. An alert
+rule or PromQL snippet may name nothing else: :func:`check_metrics` holds the alert
+rules to that.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ EXPORTER_PREFIXES = {
     # Alertmanager's own /metrics (job alertmanager): tests/test_meta_monitoring.py
     # scrapes a real Alertmanager for these names.
     "alertmanager_": "alertmanager",
+    # PgBouncer's exporter, the pooler pod's sidecar: tests/test_pgbouncer.py runs the real
+    # pgbouncer_exporter against a real pooler for these names.
+    "pgbouncer_": "pgbouncer_exporter",
 }
 # Labels Prometheus attaches to every scraped series, exporters' included.
 SCRAPE_LABELS = frozenset({"job", "instance"})

@@ -9,7 +9,9 @@ the stats user of pgbouncer.ini and serves ``/metrics`` on port 9127, where the
 - :func:`scrape_job_problems` checks that the scrape job asks for the port and path the
   sidecar serves, and that the sidecar logs in as pgbouncer.ini's stats user.
 - :func:`used_names` lists every ``pgbouncer_*`` metric name conf/ uses (rules,
-  dashboards) and the PromQL snippets select, each with where it is used.
+  dashboards) and the PromQL snippets select, each with where it is used;
+  :func:`expected_names` adds the names conf/metrics/exporters.yml lists for the
+  exporter (``EXPORTER``): all of them must be on the real exporter's /metrics.
 - :func:`start` runs the exporter, from the image ``python -m handbook.servers.images
   build`` makes of Debian trixie's package (``images.PGBOUNCER_EXPORTER``: Debian 12's
   prometheus-pgbouncer-exporter is another program, which cannot read PgBouncer 1.18's
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from handbook import snippet as snippets
 from handbook.paths import CONF, SNIPPETS, rel
-from handbook.prometheus import monitoring, promql
+from handbook.prometheus import metrics, monitoring, promql
 from handbook.prometheus.exporters import ExporterFailed, ExporterMissing
 from handbook.servers import cleanup, dockerengine, images, pgbouncer
 from handbook.servers.ports import HOST, free_port
@@ -42,6 +45,7 @@ DEPLOYMENT = pgbouncer.DEPLOYMENT
 CONTAINER = "exporter"  # the sidecar's name in the deployment
 JOB = "pgbouncer"  # its scrape job in prometheus.yml
 PREFIX = "pgbouncer_"
+EXPORTER = metrics.EXPORTER_PREFIXES[PREFIX]  # its entry in conf/metrics/exporters.yml
 CONNECTION_FLAG = "--pgBouncer.connectionString"
 LISTEN_FLAG = "--web.listen-address"
 PATH_FLAG = "--web.telemetry-path"
@@ -194,8 +198,25 @@ def used_names(prefix: str = PREFIX) -> dict[str, list[str]]:
         add(expr, f"{rel(path)} (panel {title!r})")
     for path in sorted(SNIPPETS.glob("**/*.promql")):
         snippet = snippets.parse(path)
-        add(snippet.body(), f"{snippet.name}:{snippet.body_start}")
+        body = snippet.body().splitlines()
+        for name in sorted(promql.metric_names(snippet.body())):
+            if name.startswith(prefix):  # the line that names it, not the body's first
+                word = re.compile(rf"(?<![\w:]){re.escape(name)}(?![\w:])")
+                at = next((i for i, row in enumerate(body) if word.search(row)), 0)
+                used.setdefault(name, []).append(f"{snippet.name}:{snippet.body_start + at}")
     return used
+
+
+def expected_names(known: metrics.KnownNames | None = None) -> dict[str, list[str]]:
+    """What the exporter must serve -> who relies on it: the names conf/metrics/exporters.yml
+    lists for it (file:line) and every name :func:`used_names` finds."""
+    known = known or metrics.load_known_names()
+    expected = {
+        name: [f"{rel(known.path)}:{at}"] for name, at in known.exporters.get(EXPORTER, {}).items()
+    }
+    for name, where in used_names().items():
+        expected.setdefault(name, []).extend(where)
+    return expected
 
 
 # -- running it ----------------------------------------------------------------------
