@@ -18,6 +18,7 @@ test per exporter of conf/metrics/exporters.yml, and a test here holds it comple
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import pytest
 
@@ -115,8 +116,10 @@ def test_every_exporter_has_the_one_test_that_scrapes_it():
         tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
         defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
         if name not in defined:
+            here = Path(__file__).read_text(encoding="utf-8").splitlines()
+            at = next((n for n, row in enumerate(here, 1) if f'"{name}"' in row), 1)
             problems.append(
-                f"tests/test_exporters.py: LIVE_CHECKS names {path}::{name} for {exporter}, "
+                f"{rel(Path(__file__))}:{at}: LIVE_CHECKS names {path}::{name} for {exporter}, "
                 f"which {path} does not define: name the test that scrapes it"
             )
     assert not problems, "\n".join(problems)
