@@ -425,6 +425,27 @@ def test_contents_page_is_titled_contents(built):
     )
 
 
+CAPTION = re.compile(r"^:caption:\s*(?P<caption>.+?)\s*$", re.MULTILINE)
+
+
+def test_contents_list_each_toctree_caption_as_a_part(built):
+    index = DOCS / "index.md"
+    captions = CAPTION.findall(index.read_text(encoding="utf-8"))
+    assert captions, f"{rel(index)}: no toctree :caption: to look for"
+    contents = normalise(
+        "".join(
+            page.extract_text()
+            for label, page in zip(built.reader.page_labels, built.reader.pages, strict=True)
+            if not label.isdigit()  # the contents pages: i, ii...
+        )
+    )
+    missing = [c for c in captions if normalise(c) not in contents]
+    assert not missing, (
+        f"{rel(index)}: toctree captions missing from the contents pages: {missing} "
+        f"(each becomes a part: captions_as_parts in {LAYOUT})"
+    )
+
+
 def test_title_page_shows_the_version(built):
     expected = f"Version {version('erpgo-handbook')}"
     first = built.reader.pages[0].extract_text()
