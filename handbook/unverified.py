@@ -51,6 +51,12 @@ class Tool:
 # PostgreSQL, amtool before the Prometheus server).
 KNOWN: tuple[Tool, ...] = (
     Tool("the PDF", "TeX", f"apt-get install {TEX_PACKAGES}", r"\bTeX\b|latexmk|pdflatex"),
+    Tool(
+        "the PDF's page images (build/artefacts/)",
+        "pdftoppm",
+        "apt-get install poppler-utils",
+        r"pdftoppm|poppler",
+    ),
     Tool("the browser tests", "Chromium", "apt-get install chromium", r"(?i)chromium"),
     Tool(
         "the PostgreSQL exporter's metric names",
