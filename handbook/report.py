@@ -27,6 +27,7 @@ import hashlib
 import json
 import platform
 import secrets
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -154,6 +155,7 @@ class Report:
             "started": self.started,
             "finished": finished,
             "machine": f"{platform.system()} {platform.machine()}, {platform.node()}",
+            "commit": commit_of(self.root),
         }
         referenced = {e.get("run", "") for e in entries.values()} | {self.run_id}
         referenced |= {p.get("run") for p in [*proofs.values(), *tests.values()]}
@@ -189,6 +191,24 @@ class Report:
             else:
                 seen[name] = {"hash": digest, "since": finished, "run": self.run_id}
         return seen
+
+
+def commit_of(root: Path) -> str:
+    """The checkout's commit, ``1a2b3c4`` (``1a2b3c4+`` with uncommitted changes to tracked
+    files), or "" outside a git checkout: what a page's badge says the run tested."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = commit and git("status", "--porcelain", "--untracked-files=no")
+    except OSError:  # no git on this machine
+        return ""
+    return f"{commit}+" if dirty else commit
 
 
 def stamped(value: object) -> dict:
@@ -299,6 +319,8 @@ def merge(reports: list[tuple[str, dict]]) -> tuple[dict, dict[str, int]]:
         "finished": max((r.get("finished", "") for r in mine), default=""),
         "machine": f"{len(reports)} shards: " + "; ".join(machines),
         "shards": sorted(shard_runs),
+        # One commit when every shard tested the same one; else the badge names none.
+        "commit": commits.pop() if len(commits := {r.get("commit", "") for r in mine}) == 1 else "",
     }
     referenced = {r.get("run", "") for r in [*entries.values(), *tests.values(), *proofs.values()]}
     referenced.add(merged_id)

@@ -72,3 +72,31 @@ def test_the_badge_follows_the_recorded_outcome(tmp_path):
     assert results["ok.sql"].run == data["run"] and results["ok.sql"].when
     assert results["bad.sql"].words == "Failed on pg15"
     assert results["old.sql"].words == "Changed since it was tested"
+
+
+def test_the_badge_names_the_commit_the_run_tested(tmp_path):
+    """A run in a git checkout records its commit (``+`` when tracked files were
+    changed), and the badge says it beside the date."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org",
+             *args], capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    snippet = write(tmp_path, "ok.sql")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    commit = git("rev-parse", "--short", "HEAD")
+    for dirty in (False, True):
+        if dirty:
+            snippet.path.write_text(snippet.path.read_text() + "-- edited\n")
+            snippet = snippets.parse(snippet.path, tmp_path)
+        report = verification.Report(tmp_path / "build" / "verification.json", root=tmp_path)
+        report.add(verification.Entry("snippets/sql/ok.sql", "pg15", "passed", server="PG 15"))
+        report.write()
+        data = verification.load(tmp_path / "build" / "verification.json")
+        shown = verdict(snippet, data, tmp_path).when
+        assert shown.endswith(f"commit {commit}{'+' if dirty else ''}"), shown

@@ -140,7 +140,12 @@ class Verdict:
 
 
 def _date(data: dict, run: str) -> str:
-    return data.get("runs", {}).get(run, {}).get("started", "")[:10]
+    """The run's date and, where the report has it, the commit it tested."""
+    record = data.get("runs", {}).get(run, {})
+    commit = record.get("commit", "")
+    return " \u00b7 ".join(
+        p for p in (record.get("started", "")[:10], commit and f"commit {commit}") if p
+    )
 
 
 def _versions(servers: list[str]) -> str:
