@@ -577,3 +577,24 @@ def pg_server(request: pytest.FixtureRequest) -> Server:
 def redis_server(request: pytest.FixtureRequest) -> Server:
     """A shared Redis-compatible server (never an external one)."""
     return request.config.stash[POOL].get(request.param)
+
+
+@pytest.fixture
+def recorded_output(request: pytest.FixtureRequest):
+    """``check(path, text, page)``: ``text`` must equal the output recorded in ``path``,
+    which ``page`` shows readers; with ``--update-outputs`` (or nothing recorded yet) it
+    is written there instead. A page never shows output its command no longer prints."""
+    update = request.config.getoption("--update-outputs")
+    test_file = rel(request.path)
+
+    def check(path: Path, text: str, page: str) -> None:
+        if update or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{rel(path)}:1: the output changed, so {page} is stale: if the change is "
+            f"right, run pytest {test_file} --update-outputs"
+        )
+
+    return check

@@ -24,7 +24,7 @@ import handbook.pytest_plugin
 from handbook.drills import auth, common
 from handbook.drills import pool as drill
 from handbook.incident import runbooks
-from handbook.paths import ROOT, SNIPPETS, rel
+from handbook.paths import ROOT, SNIPPETS
 from handbook.prometheus.monitoring import boot_prometheus
 from handbook.schema.databases import Databases
 from handbook.servers.ports import free_port
@@ -95,15 +95,7 @@ def findings(env, runbook) -> dict:
 
 def record(request, name: str, text: str) -> None:
     """Compare ``text`` with the recorded output the page shows; rewrite it on request."""
-    path = RECORDED / name
-    if request.config.getoption("--update-outputs") or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.read_text(encoding="utf-8") == text, (
-        f"{rel(path)}:1: handbook diagnose's output changed, so docs/reference/diagnose.md is "
-        "stale: if the change is right, run pytest tests/test_diagnose.py --update-outputs"
-    )
+    request.getfixturevalue("recorded_output")(RECORDED / name, text, "docs/reference/diagnose.md")
 
 
 def test_the_steps_are_the_pages_own():

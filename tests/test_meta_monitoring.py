@@ -38,7 +38,7 @@ from handbook import snippet as snippets
 from handbook.confcheck.names import Registry
 from handbook.paths import CONF, ROOT, SNIPPETS, rel
 from handbook.prometheus import exporters, monitoring
-from handbook.prometheus.alertmanager import ALERTMANAGER_CONFIG, amtool_routes
+from handbook.prometheus.alertmanager import ALERTMANAGER_CONFIG, amtool_routes, loopback_config
 from handbook.prometheus.alerts import EXPECTED_ALERTS, RULES_FILE, load_rules
 from handbook.prometheus.promtool import promtool_test_rules
 from handbook.prometheus.ruletests import ABSENCE_CASES, ALWAYS_CASES, rule_test_files
@@ -298,22 +298,7 @@ def drill_rules(path: Path) -> Path:
 def drill_alertmanager(tmp_path: Path, sink: str, closed: int) -> Path:
     """conf's alertmanager.yml with its secrets in temp files, the pager and chat pointing
     at a closed loopback port, the switch at the sink, and every wait cut to a second."""
-    data = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    data["templates"] = [str(ALERTMANAGER_CONFIG.parent / g) for g in data["templates"]]
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "pagerduty").write_text("drill-routing-key")
-    (secrets / "slack").write_text(f"http://127.0.0.1:{closed}/slack")
-    (secrets / "token").write_text("drill-token")
-    for receiver in data["receivers"]:
-        for config in receiver.get("pagerduty_configs") or []:
-            config["routing_key_file"] = str(secrets / "pagerduty")
-            config["url"] = f"http://127.0.0.1:{closed}/v2/enqueue"
-        for config in receiver.get("slack_configs") or []:
-            config["api_url_file"] = str(secrets / "slack")
-        for config in receiver.get("webhook_configs") or []:
-            config["url"] = sink
-            config["http_config"]["authorization"]["credentials_file"] = str(secrets / "token")
+    data = loopback_config(tmp_path, f"http://127.0.0.1:{closed}", lambda name: sink, "drill-token")
 
     def fast(route: dict) -> None:
         route.update(group_wait="0s", group_interval="1s", repeat_interval="1s")

@@ -194,15 +194,8 @@ def clean(text: str) -> str:
 
 
 def record(request, name: str, text: str) -> None:
-    path = RECORDED / name
-    if request.config.getoption("--update-outputs") or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.read_text(encoding="utf-8") == text, (
-        f"{rel(path)}:1: handbook respond's output changed, so docs/reference/respond.md is "
-        "stale: if the change is right, run pytest tests/test_respond.py --update-outputs"
-    )
+    """Compare ``text`` with the recorded output the page shows; rewrite it on request."""
+    request.getfixturevalue("recorded_output")(RECORDED / name, text, "docs/reference/respond.md")
 
 
 @pytest.fixture

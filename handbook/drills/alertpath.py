@@ -51,6 +51,7 @@ from handbook.drills.pathreport import (
 )
 from handbook.paths import CONF, DOCS, ROOT, rel
 from handbook.prometheus import monitoring
+from handbook.prometheus.alertmanager import loopback_config
 from handbook.prometheus.alerts import RULES_FILE, load_rules, split_runbook_url
 from handbook.prometheus.tools import require_tool
 from handbook.servers import cleanup, scratch
@@ -58,7 +59,6 @@ from handbook.servers.base import Server
 from handbook.servers.ports import HOST, free_port
 from handbook.site import DEFAULT_BASE_URL
 
-ALERTMANAGER_CONF = CONF / "alertmanager" / "alertmanager.yml"
 PRODUCTION_ENV = CONF / "erpgo" / "production.env"
 RESPONDER = "incident-responder"  # the receiver conf/alertmanager/alertmanager.yml names
 
@@ -139,25 +139,10 @@ def alertmanager_config(directory: Path, responder_url: str, token: str) -> Path
     with nobody listening), and the incident responder's URL is the drill's ``handbook
     respond``. Routes, waits, inhibitions and templates are conf's.
     """
-    data = yaml.safe_load(ALERTMANAGER_CONF.read_text(encoding="utf-8"))
-    data["templates"] = [str(ALERTMANAGER_CONF.parent / g) for g in data.get("templates", [])]
     closed = f"http://{HOST}:{free_port()}"  # nothing listens there
-    secrets = directory / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "pagerduty").write_text("drill-routing-key")
-    (secrets / "slack").write_text(f"{closed}/slack")
-    (secrets / "token").write_text(token)
-    for receiver in data["receivers"]:
-        for config in receiver.get("pagerduty_configs") or []:
-            config["routing_key_file"] = str(secrets / "pagerduty")
-            config["url"] = f"{closed}/v2/enqueue"
-        for config in receiver.get("slack_configs") or []:
-            config["api_url_file"] = str(secrets / "slack")
-        for config in receiver.get("webhook_configs") or []:
-            config["url"] = responder_url if receiver["name"] == RESPONDER else closed
-            authorization = (config.get("http_config") or {}).get("authorization")
-            if authorization:
-                authorization["credentials_file"] = str(secrets / "token")
+    data = loopback_config(
+        directory, closed, lambda name: responder_url if name == RESPONDER else closed, token
+    )
     path = directory / "alertmanager.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

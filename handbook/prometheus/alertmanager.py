@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import yaml
 
 from handbook.paths import CONF, rel
 from handbook.prometheus.tools import ToolResult, require_tool, run
@@ -16,6 +18,38 @@ from handbook.yamlfile import ConfigError, Finding
 from handbook.yamlfile import load as load_yaml
 
 ALERTMANAGER_CONFIG = CONF / "alertmanager" / "alertmanager.yml"
+
+
+def loopback_config(
+    directory: Path, closed: str, webhook_url: Callable[[str], str], token: str
+) -> dict:
+    """conf's alertmanager.yml, as a drill runs it: only where notifications go changes.
+
+    The secret files are the drill's own in ``directory`` (a made-up PagerDuty key, the
+    Slack webhook URL, ``token`` for the webhooks' bearer authorisation); PagerDuty and
+    Slack go to ``closed``, a loopback URL where nothing listens (they fail fast, as
+    with nobody there); each webhook receiver goes to ``webhook_url(receiver name)``.
+    Routes, waits, inhibitions and templates are conf's. Returns the config to write.
+    """
+    data = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    data["templates"] = [str(ALERTMANAGER_CONFIG.parent / g) for g in data.get("templates", [])]
+    secrets = directory / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "pagerduty").write_text("drill-routing-key")
+    (secrets / "slack").write_text(f"{closed}/slack")
+    (secrets / "token").write_text(token)
+    for receiver in data["receivers"]:
+        for config in receiver.get("pagerduty_configs") or []:
+            config["routing_key_file"] = str(secrets / "pagerduty")
+            config["url"] = f"{closed}/v2/enqueue"
+        for config in receiver.get("slack_configs") or []:
+            config["api_url_file"] = str(secrets / "slack")
+        for config in receiver.get("webhook_configs") or []:
+            config["url"] = webhook_url(receiver["name"])
+            authorization = (config.get("http_config") or {}).get("authorization")
+            if authorization:
+                authorization["credentials_file"] = str(secrets / "token")
+    return data
 
 
 def amtool_check_config(path: Path | str = ALERTMANAGER_CONFIG) -> ToolResult:
