@@ -369,6 +369,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runbook", nargs="?", help="a runbook (connection-pool-exhaustion) or an alert")
     p.add_argument("--list", action="store_true", help="list the runbooks and their steps")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    add_target_options(p)
+    return p
+
+
+def add_target_options(p: argparse.ArgumentParser) -> None:
+    """The options that say where the steps run and how long they may take: the same for
+    ``diagnose`` and ``respond``, which runs it for each alert."""
     p.add_argument(
         "--prometheus",
         default=os.environ.get("PROMETHEUS_URL"),
@@ -382,15 +389,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--statement-timeout",
         default=STATEMENT_TIMEOUT,
-        help="psql's statement_timeout (default 5s)",
+        help=f"psql's statement_timeout (default {STATEMENT_TIMEOUT})",
     )
     p.add_argument(
         "--step-timeout",
         type=float,
         default=STEP_TIMEOUT,
-        help="seconds a step may run (default 30)",
+        help=f"seconds a step may run (default {STEP_TIMEOUT:.0f})",
     )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -375,27 +375,7 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="refuse requests without this file's bearer token (Alertmanager's credentials_file)",
     )
-    p.add_argument(
-        "--prometheus",
-        default=os.environ.get("PROMETHEUS_URL"),
-        help="Prometheus URL, for the PromQL steps (or PROMETHEUS_URL)",
-    )
-    p.add_argument(
-        "--pgbouncer",
-        default=os.environ.get(diagnose.PGBOUNCER_VAR),
-        help=f"PgBouncer admin console DSN (or {diagnose.PGBOUNCER_VAR})",
-    )
-    p.add_argument(
-        "--statement-timeout",
-        default=diagnose.STATEMENT_TIMEOUT,
-        help=f"psql's statement_timeout (default {diagnose.STATEMENT_TIMEOUT})",
-    )
-    p.add_argument(
-        "--step-timeout",
-        type=float,
-        default=diagnose.STEP_TIMEOUT,
-        help=f"seconds a step may run (default {diagnose.STEP_TIMEOUT:.0f})",
-    )
+    diagnose.add_target_options(p)
     return p
 
 

@@ -61,18 +61,21 @@ def _code(text: str) -> nodes.Node:
 
 
 class _CatalogueDirective(SphinxDirective):
-    def load(self) -> tuple[cc.Catalogue, dict[str, cc.Environment]] | None:
+    def load(self) -> tuple[cc.Catalogue, dict[str, cc.Environment], list[str]] | None:
+        """The catalogue, its environments and their names in the reference's order;
+        None (after a warning at the directive's line) when conf/ cannot be read."""
         root = Path(self.env.app.confdir).resolve().parent
         catalogue = root / cc.CATALOGUE.relative_to(ROOT)
         for path in [catalogue, *cc.environment_files(catalogue.parent)]:
             self.env.note_dependency(str(path))
         try:
-            return cc.load_all(catalogue)
+            loaded, environments = cc.load_all(catalogue)
         except (cc.ConfigError, yamlfile.ConfigError) as exc:
             location = f"{rel(self.env.doc2path(self.env.docname), root)}:{self.lineno}"
             for problem in str(exc).splitlines():
                 logger.warning(problem, location=location, type="handbook", subtype="config")
             return None
+        return loaded, environments, [n for n in cc.ENVIRONMENTS if n in environments]
 
 
 class ConfigurationReference(_CatalogueDirective):
@@ -82,8 +85,7 @@ class ConfigurationReference(_CatalogueDirective):
         loaded = self.load()
         if loaded is None:
             return []
-        catalogue, environments = loaded
-        names = [n for n in cc.ENVIRONMENTS if n in environments]
+        catalogue, environments, names = loaded
         intro = nodes.paragraph(
             text=f"{len(catalogue.options)} options in {len(catalogue.categories)} categories, "
             f"from {rel(catalogue.path)}. The values column gives the default, then the value "
@@ -148,8 +150,7 @@ class RequiredSecrets(_CatalogueDirective):
         loaded = self.load()
         if loaded is None:
             return []
-        catalogue, environments = loaded
-        names = [n for n in cc.ENVIRONMENTS if n in environments]
+        catalogue, environments, names = loaded
         rows: list[list[Cell]] = []
         for option in catalogue.secrets():
             if option.required:
