@@ -5,7 +5,8 @@ kind, waiting for a condition, requiring a tool, ``DrillError``, set-up SQL and 
 connections (psycopg, redis-py). One module per runbook's drill holds its workload and
 incident: ``auth``, ``cache``, ``connectivity``, ``deploy``, ``errors``, ``latency``,
 ``pool``, ``rotation``. The disaster-recovery drills are ``backup`` (backup and
-point-in-time restores), ``promotion`` and ``sentinel``, each returning a typed result of
+point-in-time restores), ``promotion``, ``failover_monitoring`` (the alert clearing
+once Prometheus follows the promoted primary) and ``sentinel``, each returning a typed result of
 what it checked and measured, on servers made with ``local`` (the server account, crashes,
 servers started from another's data) and rows counted by ``orders``; ``objectives`` holds
 the RTO/RPO targets and ``build/dr-report.json``, and ``dr`` is
