@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import handbook.pytest_plugin
-from handbook.drills import auth, common
+from handbook.drills import auth, common, errors
 from handbook.drills import pool as drill
 from handbook.incident import runbooks
 from handbook.paths import ROOT, SNIPPETS
@@ -227,6 +227,21 @@ def test_a_cold_cache_is_named(servers, env):
         client.config_resetstat()
         client.close()
     assert any("hit rate 2.5 % (under 70 %)" in c for c in result["causes"]), result
+
+
+def test_failing_transactions_are_named(servers, env):
+    """The high-error-rate runbook's step 5 names deadlocks, then serialization failures,
+    from the drill's own workloads on a database of the reference schema."""
+    pg, _ = servers
+    admin = errors.create_database(pg, "erpgo_errors")
+    with errors.running(admin, "deadlocks") as workload:
+        common.wait_for(lambda: workload.failures["40P01"], "a deadlock in the workload")
+        result = findings(env, "HighErrorRate")
+    assert any("deadlock(s) in erpgo_errors" in c for c in result["causes"]), result
+    with errors.running(admin, "serialization") as workload:
+        common.wait_for(lambda: workload.failures["40001"], "a serialization failure")
+        result = findings(env, "HighErrorRate")
+    assert any("erpgo_errors's transactions rolled back" in c for c in result["causes"]), result
 
 
 def test_a_brute_force_is_named(servers, env):
