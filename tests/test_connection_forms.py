@@ -60,7 +60,7 @@ def test_no_snippet_suggests_a_redis_url_without_its_password():
 def test_the_harness_sets_the_variables_as_readers_do(pg_server, redis_server, request, tmp_path):
     request.config.stash[DATABASES].ensure(pg_server)
     raw = pg_server.env(accounts.MONITOR) | {"PGDATABASE": SHARED}
-    raw |= redis_server.env(accounts.MONITOR)
+    raw |= redis_server.account(accounts.MONITOR)  # its variables; PATH keeps pg's psql
     env = as_readers_set_it(raw, str(tmp_path))
     assert "PGPASSWORD" not in env and "REDISCLI_AUTH" not in env
     assert set(READER_FORM) <= set(env)

@@ -1,7 +1,7 @@
 # After a failover: which postgres target Prometheus labels primary and replica, whether each is up, and whether PostgreSQLDown still fires
 # page: architecture/disaster-recovery.md
 # lint-only: needs the production Prometheus (PROMETHEUS_URL)
-# verified-by: tests/drills/test_disaster_recovery.py
+# verified-by: tests/drills/test_disaster_recovery.py, handbook/drills/failover_monitoring.py
 set -euo pipefail
 prometheus="${PROMETHEUS_URL:?set it, e.g. http://prometheus.monitoring.svc:9090}"
 # One line per postgres target: role label, address, pg_up (1: its server answers).
