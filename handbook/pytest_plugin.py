@@ -40,6 +40,7 @@ REPORT = pytest.StashKey[Report]()
 DATABASES = pytest.StashKey[Databases]()
 SELECTION = pytest.StashKey[selection.Selection]()
 KEPT = pytest.StashKey[list[str]]()  # path arguments given beside a page: kept whole
+LEFT_OUT = pytest.StashKey[dict[str, int]]()  # whole_run reason -> items a page left out
 PROOF_RANK = {"skipped": 0, "passed": 1, "failed": 2}
 SHARD = re.compile(r"^(?P<index>\d+)/(?P<count>\d+)$")
 WORKERS_VAR = "HANDBOOK_WORKERS"
@@ -193,6 +194,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]  # fmt: skip
     shard = _shard_of(config)
     keep, drop = [], []
+    left_out = config.stash.setdefault(LEFT_OUT, {})
     for item in items:
         wanted = True
         if chosen is not None and not any(item.path.is_relative_to(k) for k in kept_paths):
@@ -202,6 +204,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 getattr(item, "originalname", item.name),
                 callspec.id if callspec is not None else "",
             )
+            whole = item.get_closest_marker("whole_run")
+            if wanted and whole is not None:  # the whole book, or the harness itself
+                reason = whole.args[0] if whole.args else "checks the whole run"
+                left_out[reason] = left_out.get(reason, 0) + 1
+                wanted = False
         if wanted and shard is not None:
             wanted = shard_index(group_of(item.nodeid), shard[1]) == shard[0]
         (keep if wanted else drop).append(item)
@@ -286,6 +293,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    for reason, count in sorted(config.stash.get(LEFT_OUT, {}).items()):
+        terminalreporter.write_line(
+            f"left to the full run: {count} test(s), marked whole_run: {reason} (name "
+            "the test file beside the page to run them too)"
+        )
     report = config.stash.get(REPORT, None)
     if report is None or not (report.entries or report.exporters):
         return

@@ -31,6 +31,10 @@ from handbook.prometheus import alerts, metrics
 from handbook.pytest_plugin import unavailable
 from handbook.unverified import TEX_PACKAGES
 
+# The PDF is the whole book, built in one go (about half a minute): a page's verification
+# (pytest docs/x.md) leaves it to the full run and to tox -e pdf.
+pytestmark = pytest.mark.whole_run("builds the whole book as one PDF")
+
 WRAP = "\u02d3\u2192"  # the mark Sphinx's LaTeX puts where a long code line wraps
 VISIBLE_SPACE = "\u2423"  # ... and the mark it leaves at the end of a line wrapped at a space
 TAB_ITEM = re.compile(r"^\s*:{3,}\{tab-item\}\s+(?P<label>.+?)\s*$", re.MULTILINE)

@@ -31,6 +31,11 @@ def site(built_site) -> Path:
     return built_site
 
 
+# A test that breaks a copy of the repository proves a check fails as it should: it is
+# about the harness, not about a page, so verifying one page leaves it out.
+BREAKS_A_COPY = pytest.mark.whole_run("builds a broken copy of the site to prove a check fails")
+
+
 @pytest.fixture
 def copy(tmp_path) -> Path:
     for name in ("docs", "conf", "snippets", "handbook"):  # the pages read all four
@@ -60,6 +65,7 @@ def test_runbook_header_renders_the_rule_not_a_copy(site):
 
 
 @pytest.mark.covers("20.1")
+@BREAKS_A_COPY
 def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "high-error-rate.md"
     page.write_text(page.read_text().replace("(high-error-rate)=\n", ""))
@@ -73,6 +79,7 @@ def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_pa
     ), result.stderr
 
 
+@BREAKS_A_COPY
 def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "high-latency.md"
     page.write_text(page.read_text().replace("{alert} HighResponseTime", "{alert} HighLatency"))
@@ -86,6 +93,7 @@ def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
     assert "alert HighResponseTime has no runbook" in result.stderr
 
 
+@BREAKS_A_COPY
 def test_snippet_no_page_shows_fails_naming_the_file(copy, tmp_path):
     orphan = copy / "snippets" / "sql" / "orphan.sql"
     orphan.write_text("-- Shown nowhere\n-- page: runbooks/high-latency.md\nSELECT 1;\n")
@@ -94,6 +102,7 @@ def test_snippet_no_page_shows_fails_naming_the_file(copy, tmp_path):
     assert "snippets/sql/orphan.sql:1: no page shows this snippet: include it in " in result.stderr
 
 
+@BREAKS_A_COPY
 def test_snippet_shown_on_another_page_than_its_header_names_fails(copy, tmp_path):
     snippet = copy / "snippets" / "sql" / "locks" / "blocking_locks.sql"
     snippet.write_text(snippet.read_text().replace("runbooks/high-latency.md", "runbooks/x.md"))
@@ -109,6 +118,7 @@ def test_snippet_page_shows_body_caption_and_verification_note(site):
     assert 'class="handbook-mode handbook-mode-read-only"' in html
 
 
+@pytest.mark.whole_run("builds a copy of the whole site from a run's report")
 def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path):
     """Run one snippet with the real harness in a copy, then build: its note names the servers."""
     for name in ("conftest.py", "pyproject.toml"):
@@ -218,6 +228,7 @@ def test_configuration_categories_are_headings_with_anchors(site):
     assert not missing, f"reference/configuration.html: no heading for categories {missing}"
 
 
+@BREAKS_A_COPY
 def test_a_runbook_without_its_first_five_minutes_fails_the_build(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "watchdog.md"
     text = page.read_text()
