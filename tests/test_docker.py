@@ -18,9 +18,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
+import childrun
 import docker as docker_sdk
 import pytest
 
@@ -346,20 +346,9 @@ def test_list_the_docker_servers():
 """
 
 
-def _pytest(tmp_path: Path, name: str, text: str, **env: str) -> subprocess.Popen:
-    test_file = tmp_path / name
-    test_file.write_text(textwrap.dedent(text))
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-           "--rootdir", str(tmp_path), str(test_file)]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=tmp_path, env={**os.environ, **env}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-
-
 def _child(tmp_path: Path, labels: list[str], wait: bool) -> tuple[subprocess.Popen, Path]:
     report = tmp_path / "report.json"
-    proc = _pytest(
+    proc = childrun.start_pytest(
         tmp_path, "test_child.py", CHILD_TEST,
         CHILD_LABELS=",".join(labels), CHILD_REPORT=str(report), CHILD_WAIT="1" if wait else "",
     )  # fmt: skip
@@ -367,13 +356,7 @@ def _child(tmp_path: Path, labels: list[str], wait: bool) -> tuple[subprocess.Po
 
 
 def _wait_for(report: Path, proc: subprocess.Popen) -> list[str]:
-    deadline = time.monotonic() + 120
-    while not report.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the child never started its containers"
-        time.sleep(0.05)
-    time.sleep(0.05)
-    return json.loads(report.read_text())
+    return childrun.wait_for_report(report, proc, 120, "the child never started its containers")
 
 
 def _first(kind: str) -> str:
@@ -385,7 +368,7 @@ def _first(kind: str) -> str:
 
 def test_a_failing_run_leaves_no_container(engine, tmp_path):
     proc, report = _child(tmp_path, [_first("redis")], wait=False)
-    output, _ = proc.communicate(timeout=180)
+    output = childrun.finish(proc, 180, "a run whose test fails")
     assert proc.returncode == 1, output
     assert "this test fails on purpose" in output and "could not clean up" not in output
     ids = json.loads(report.read_text())
@@ -401,7 +384,7 @@ def test_an_interrupted_run_leaves_no_container(engine, tmp_path, signum, exit_c
     proc, report = _child(tmp_path, [_first("redis")], wait=True)
     ids = _wait_for(report, proc)
     os.killpg(proc.pid, signum)  # Ctrl-C in a terminal signals the whole process group
-    output, _ = proc.communicate(timeout=120)
+    output = childrun.finish(proc, 120, f"a run sent {signum.name}")
     assert proc.returncode == exit_code, output
     assert ours(engine, ids) == [], f"left behind after {signum.name}:\n{output}"
 
@@ -410,9 +393,9 @@ def test_a_killed_run_leaves_containers_that_the_next_run_removes(engine, tmp_pa
     proc, report = _child(tmp_path, [_first("pg"), _first("redis")], wait=True)
     ids = _wait_for(report, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # nothing runs after SIGKILL: no atexit, no handler
-    proc.communicate(timeout=60)
+    childrun.finish(proc, 60, "a run sent SIGKILL")
     assert sorted(ours(engine, ids)) == sorted(ids), "SIGKILL should have left both behind"
-    following = _pytest(tmp_path, "test_next.py", NEXT_RUN)
-    output, _ = following.communicate(timeout=180)
+    following = childrun.start_pytest(tmp_path, "test_next.py", NEXT_RUN)
+    output = childrun.finish(following, 180, "the run after the killed one")
     assert following.returncode == 0, output
     assert ours(engine, ids) == [], "the next run did not remove what the killed one left"

@@ -12,13 +12,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import childrun
 import pytest
 
 from handbook.pytest_plugin import unavailable
@@ -575,42 +574,17 @@ def test_start_servers_then_fail():
 
 def _child(tmp_path: Path, wait: bool) -> tuple[subprocess.Popen, Path]:
     need(PG_LABELS and REDIS_LABELS, "needs a local PostgreSQL and a local Redis")
-    test_file = tmp_path / "test_child.py"
-    test_file.write_text(textwrap.dedent(CHILD_TEST))
     report = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "CHILD_PG": PG_LABELS[0],
-        "CHILD_REDIS": REDIS_LABELS[0],
-        "CHILD_REPORT": str(report),
-        "CHILD_WAIT": "1" if wait else "",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "--rootdir",
-        str(tmp_path),
-        str(test_file),
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+    proc = childrun.start_pytest(
+        tmp_path, "test_child.py", CHILD_TEST,
+        CHILD_PG=PG_LABELS[0], CHILD_REDIS=REDIS_LABELS[0], CHILD_REPORT=str(report),
+        CHILD_WAIT="1" if wait else "",
     )  # fmt: skip
     return proc, report
 
 
 def _wait_for(report: Path, proc: subprocess.Popen) -> dict:
-    deadline = time.monotonic() + 60
-    while not report.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the child never started its servers"
-        time.sleep(0.05)
-    time.sleep(0.05)
-    return json.loads(report.read_text())
+    return childrun.wait_for_report(report, proc, 60, "the child never started its servers")
 
 
 def _assert_nothing_left(found: dict) -> None:
@@ -625,7 +599,7 @@ def _assert_nothing_left(found: dict) -> None:
 
 def test_a_failing_test_leaves_no_server(tmp_path):
     proc, report = _child(tmp_path, wait=False)
-    output, _ = proc.communicate(timeout=120)
+    output = childrun.finish(proc, 120, "a run whose test fails")
     assert proc.returncode == 1, output
     assert "this test fails on purpose" in output and "could not clean up" not in output
     _assert_nothing_left(json.loads(report.read_text()))
@@ -641,7 +615,7 @@ def test_an_interrupted_run_leaves_no_server(tmp_path, signum, exit_code):
     found = _wait_for(report, proc)
     # Ctrl-C in a terminal signals the whole foreground process group.
     os.killpg(proc.pid, signum)
-    output, _ = proc.communicate(timeout=120)
+    output = childrun.finish(proc, 120, f"a run sent {signum.name}")
     assert proc.returncode == exit_code, output
     assert "could not clean up" not in output
     _assert_nothing_left(found)
@@ -651,7 +625,7 @@ def test_what_a_killed_run_left_is_reaped(tmp_path):
     proc, report = _child(tmp_path, wait=True)
     found = _wait_for(report, proc)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    childrun.finish(proc, 60, "a run sent SIGKILL")
     assert any(scratch.process_alive(pid) for pid in found["pids"]), "SIGKILL leaves servers"
     reaped = {str(p) for p in scratch.reap_stale()}
     assert set(found["dirs"]) <= reaped
