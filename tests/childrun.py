@@ -125,3 +125,16 @@ def run_pytest(
             pytrace=False,
         )
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def path_without(program: str, directory: Path) -> str:
+    """This PATH less one program: ``directory`` gets links to everything else on it."""
+    directory.mkdir()
+    for entry in os.environ["PATH"].split(os.pathsep):
+        if not Path(entry).is_dir():
+            continue
+        for found in Path(entry).iterdir():
+            link = directory / found.name
+            if found.name != program and not link.is_symlink():
+                link.symlink_to(found)
+    return str(directory)
