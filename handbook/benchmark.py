@@ -191,8 +191,8 @@ def pages_benchmark() -> dict:
 
 
 def full_benchmark(workers: int) -> dict:
-    """The whole test run (``tox -e tests``), serially and on ``workers`` cores."""
-    serial = pytest_run()
+    """The whole test run (``tox -e tests``), serially (``-n 0``) and on ``workers`` cores."""
+    serial = pytest_run("-n", "0")
     parallel = pytest_run("-n", str(workers))
     print("\n| whole test run | seconds | result |\n|---|---|---|")
     print(f"| serial | {serial['seconds']} | {serial['summary']} |")

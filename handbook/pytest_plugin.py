@@ -6,10 +6,11 @@ how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers`
 - ``pytest docs/runbooks/high-latency.md`` (or ``--page PATH``; a snippet or ``conf/``
   file works too) runs what that file depends on: ``handbook.selection`` works it out.
   ``pytest snippets/sql/x.sql::pg15`` still runs that one item only.
-- ``-n 2`` (pytest-xdist; or ``HANDBOOK_WORKERS=2``): each worker has its own server
-  pool; a file's tests stay on one worker (``--dist loadscope``, unless ``--dist`` is
-  given), so a drill module and its private servers do; the workers send their results
-  to the controller, which alone writes ``build/verification.json``.
+- every core by default: ``-n N`` (pytest-xdist) with N the usable CPUs; ``-n 0`` or
+  ``HANDBOOK_WORKERS=0`` runs serially. Each worker has its own server pool; a file's
+  tests stay on one worker (``--dist loadscope``, unless ``--dist`` is given), so a drill
+  module and its private servers do; the workers send their results to the controller,
+  which alone writes ``build/verification.json``.
 - ``--shard i/N``: only the i-th of N deterministic parts of the run, by file (a drill
   module stays whole); ``python -m handbook.report merge`` joins the shards' reports.
 """
@@ -85,21 +86,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """``HANDBOOK_WORKERS=2`` is ``-n 2`` (pytest-xdist), for the controller only: a
-    worker, or a pytest a test starts inside one, runs serially."""
+    """Use every core: ``-n N`` (pytest-xdist) with N the CPUs this process may run on,
+    unless ``-n`` is given or ``HANDBOOK_WORKERS`` says otherwise (``0``: serial). Only
+    for the run a person starts: a worker, or a pytest a test starts, runs serially."""
     workers = os.environ.get(WORKERS_VAR, "").strip()
-    if not workers or hasattr(config, "workerinput") or os.environ.get("PYTEST_XDIST_WORKER"):
+    if hasattr(config, "workerinput") or os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    if not hasattr(config.option, "numprocesses"):
-        raise pytest.UsageError(
-            f"{WORKERS_VAR}={workers} asks for parallel workers, but pytest-xdist is not "
-            "installed (or disabled with -p no:xdist): install the tests dependency group "
-            "(tox -e tests does), or unset it"
-        )
-    if config.option.numprocesses is None:
-        if workers not in ("auto", "logical") and not workers.isdigit():
-            raise pytest.UsageError(f"{WORKERS_VAR}={workers!r}: give a number or 'auto'")
-        config.option.numprocesses = workers if not workers.isdigit() else int(workers)
+    if not hasattr(config.option, "numprocesses"):  # no xdist (or -p no:xdist)
+        if workers and workers != "0":
+            raise pytest.UsageError(
+                f"{WORKERS_VAR}={workers} asks for parallel workers, but pytest-xdist is not "
+                "installed (or disabled with -p no:xdist): install the tests dependency "
+                "group (tox -e tests does), or unset it"
+            )
+        return
+    if config.option.numprocesses is not None:
+        return
+    if not workers:
+        serial = config.option.collectonly or config.option.usepdb or config.option.trace
+        workers = "0" if serial else str(default_workers())
+    if workers not in ("auto", "logical") and not workers.isdigit():
+        raise pytest.UsageError(f"{WORKERS_VAR}={workers!r}: give a number, 0 or 'auto'")
+    config.option.numprocesses = int(workers) if workers.isdigit() else workers
+
+
+def default_workers() -> int:
+    """How many workers a run uses by default: the CPUs this process may run on, or
+    none (serial) with one CPU, where a worker would only add its start-up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -116,15 +134,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[DATABASES] = Databases()
     _select(config)
     # HANDBOOK_SHARD and HANDBOOK_WORKERS are for this run, not for the pytest runs its
-    # tests start (a sharded child would drop its own tests): read once, then removed.
+    # tests start (a sharded child would drop its own tests; a child runs serially): read
+    # once, then removed, and the children told to run serially.
     shard = config.getoption("--shard")
     if shard is None:
         shard = os.environ.get(SHARD_VAR, "")
     if workerinput is not None:
         shard = workerinput.get("handbook_shard", shard)
     config.option.shard = shard
-    for variable in (SHARD_VAR, WORKERS_VAR):
-        os.environ.pop(variable, None)
+    os.environ.pop(SHARD_VAR, None)
+    os.environ[WORKERS_VAR] = "0"
     _shard_of(config)  # a malformed --shard is a usage error before anything starts
     given = config.invocation_params.args
     if getattr(config.option, "dist", "no") == "load" and not any(
@@ -215,6 +234,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start every shared server the collected items use at once, in threads (and build
+    the snippets' database on each PostgreSQL a snippet uses): a page's run no longer
+    waits for nine servers one after another. Nothing starts for ``--collect-only``."""
+    config = session.config
+    if config.option.collectonly or not session.items:
+        return
+    labels: dict[str, None] = {}  # in order of first use
+    databases: set[str] = set()
+    for item in session.items:
+        if isinstance(item, SnippetItem) and not item.gate:
+            for cand in item.combo:
+                labels[cand.label] = None
+                if cand.kind == "pg":
+                    databases.add(cand.label)
+        callspec = getattr(item, "callspec", None)
+        for name in ("pg_server", "redis_server"):
+            if callspec is not None and name in callspec.params:
+                labels[callspec.params[name]] = None
+    if not labels:
+        return
+    ensure = config.stash[DATABASES].ensure
+    config.stash[POOL].warm(
+        labels, then=lambda server: ensure(server) if server.label in databases else None
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

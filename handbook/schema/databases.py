@@ -60,24 +60,37 @@ def grants(server: Server, database: str) -> None:
 class Databases:
     def __init__(self) -> None:
         self._ready: set[tuple[str, int | None]] = set()  # (label, port): private too
+        self._failed: dict[tuple[str, int | None], Exception] = {}
         self._lock = threading.RLock()
+        self._building: dict[tuple[str, int | None], threading.Lock] = {}
         self._poolers: dict[tuple, pgbouncer.LocalPgBouncer] = {}
 
     def ensure(self, server: Server) -> None:
-        """Build the template and the shared database on this server, once."""
+        """Build the template and the shared database on this server, once (servers in
+        different threads at the same time; a failure is raised again, not retried)."""
+        key = (server.label, server.port)
         with self._lock:
-            if (server.label, server.port) in self._ready or server.read_only:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            if key in self._ready or server.read_only:
                 return
-            psql(server, f"CREATE DATABASE {TEMPLATE}")
-            # As production: roles.sql in the ERPGo database, then the deployment's migration
-            # job, logged in as the migration owner (it owns the tables; roles.sql's default
-            # privileges give the application and the read-only role theirs).
-            grants(server, TEMPLATE)
-            owner = server.env(MIGRATION_OWNER) | {"PGDATABASE": TEMPLATE}
-            migrations.apply(owner, migrations.discover())
-            seed.seed(server.env("admin") | {"PGDATABASE": TEMPLATE})
-            psql(server, f"CREATE DATABASE {SHARED} TEMPLATE {TEMPLATE}")
-            self._ready.add((server.label, server.port))
+            if key in self._failed:
+                raise RuntimeError(f"{self._failed[key]} (first attempt; not retried)")
+            try:
+                psql(server, f"CREATE DATABASE {TEMPLATE}")
+                # As production: roles.sql in the ERPGo database, then the deployment's
+                # migration job, logged in as the migration owner (it owns the tables;
+                # roles.sql's default privileges give the application and the read-only
+                # role theirs).
+                grants(server, TEMPLATE)
+                owner = server.env(MIGRATION_OWNER) | {"PGDATABASE": TEMPLATE}
+                migrations.apply(owner, migrations.discover())
+                seed.seed(server.env("admin") | {"PGDATABASE": TEMPLATE})
+                psql(server, f"CREATE DATABASE {SHARED} TEMPLATE {TEMPLATE}")
+            except Exception as exc:
+                self._failed[key] = exc
+                raise
+            self._ready.add(key)
 
     @contextmanager
     def for_snippet(

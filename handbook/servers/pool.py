@@ -24,7 +24,7 @@ import atexit
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from . import docker, dockerengine, external, postgres, redis, scratch
@@ -94,6 +94,8 @@ class ServerPool:
         self._pg_installs: list[postgres.PgInstall] | None = None
         self._redis_installs: list[redis.RedisInstall] | None = None
         self._lock = threading.RLock()
+        self._starting: dict[str, threading.Lock] = {}  # label -> held while it starts
+        self._warming: list[threading.Thread] = []
         if reap:
             scratch.reap_stale()
         _pools.add(self)
@@ -252,20 +254,50 @@ class ServerPool:
         return server
 
     def get(self, label: str) -> Server:
-        """The shared server for ``label``, started on first use; at most once per process."""
+        """The shared server for ``label``, started on first use; at most once per process.
+
+        Servers of different labels start at the same time in different threads
+        (:meth:`warm`); a second caller for the same label waits for the first start."""
         with self._lock:
-            if label in self._running:
-                return self._running[label]
-            if label in self._failed:
-                failed = self._failed[label]
-                raise type(failed)(f"{failed} (first start attempt; not retried)")
+            starting = self._starting.setdefault(label, threading.Lock())
+        with starting:
+            with self._lock:
+                if label in self._running:
+                    return self._running[label]
+                if label in self._failed:
+                    failed = self._failed[label]
+                    raise type(failed)(f"{failed} (first start attempt; not retried)")
+                cand = self.candidate(label)
             try:
-                server = self._start(self.candidate(label), None)
+                server = self._start(cand, None)
             except (ServerUnavailable, ServerStartError) as exc:
-                self._failed[label] = exc
+                with self._lock:
+                    self._failed[label] = exc
                 raise
-            self._running[label] = server
+            with self._lock:
+                self._running[label] = server
             return server
+
+    def warm(self, labels: Iterable[str], then: Callable[[Server], None] | None = None) -> None:
+        """Start the shared servers of ``labels`` now, each in its own thread, and run
+        ``then`` on each (a database to build): the first test that needs one finds it
+        started, or waits for it, instead of starting the servers one after another. A
+        failure is kept and raised by :meth:`get` in the test that needs the server."""
+
+        def start(label: str) -> None:
+            try:
+                server = self.get(label)
+                if then is not None:
+                    then(server)
+            except Exception:  # get() and ensure() raise it again where it is needed
+                return
+
+        for label in labels:
+            thread = threading.Thread(target=start, args=(label,), name=f"warm-{label}")
+            thread.daemon = True
+            thread.start()
+            with self._lock:
+                self._warming.append(thread)
 
     def start_private(
         self,
@@ -305,6 +337,10 @@ class ServerPool:
 
     def stop_all(self) -> None:
         """Stop every server this pool started (shared and private). Safe to call twice."""
+        with self._lock:
+            warming, self._warming = self._warming, []
+        for thread in warming:  # a server still starting is stopped once it has started
+            thread.join()
         with self._lock:
             servers = list(self._running.values()) + self._private
             self._running.clear()
