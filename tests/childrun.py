@@ -21,6 +21,9 @@ import pytest
 
 # Time a stopped child has to clean up after SIGTERM before it gets SIGKILL.
 GRACE = 10
+# Plugins no child run here uses: importing hypothesis and pytest-examples costs about
+# 1 s per pytest process (each xdist worker too), more than many of these runs take.
+LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:examples")
 
 
 def default_sigint() -> None:
@@ -42,7 +45,7 @@ def start_pytest(
     a signal to its process group reaches what it started, as Ctrl-C in a terminal does."""
     test_file = where / name
     test_file.write_text(textwrap.dedent(text))
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+    cmd = [sys.executable, "-m", "pytest", *LEAN, "-p", "no:xdist", "-q",
            "--rootdir", str(where), *args, str(test_file)]  # fmt: skip
     return subprocess.Popen(
         cmd, cwd=where, env={**os.environ, **env}, stdout=subprocess.PIPE,
@@ -111,7 +114,7 @@ def run_pytest(
 ) -> subprocess.CompletedProcess[str]:
     """A real ``pytest ARGS`` in ``cwd``, to its end; past ``timeout`` s stopped and failed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *LEAN, *args],
         cwd=cwd, env=env if env is not None else dict(os.environ), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
@@ -138,3 +141,26 @@ def path_without(program: str, directory: Path) -> str:
             if found.name != program and not link.is_symlink():
                 link.symlink_to(found)
     return str(directory)
+
+
+def one_pg() -> list[str]:
+    """``-k`` for a child run with ``--pg local`` that needs one PostgreSQL, not each
+    version: the other local versions' items are deselected, so their servers never
+    start (about 5 s each). The newest is kept."""
+    from handbook.servers import ServerPool
+
+    labels = ServerPool(pg="local", redis="local", reap=False).labels("pg", required=False)
+    return ["-k", " and ".join(f"not {label}" for label in labels[:-1])] if labels[1:] else []
+
+
+def run_pytester(pytester: pytest.Pytester, *args: str, timeout: float = 300) -> pytest.RunResult:
+    """``pytester.runpytest_subprocess`` with the LEAN plugins, bounded by ``timeout`` s:
+    a child that hangs fails saying so, and is killed."""
+    try:
+        return pytester.runpytest_subprocess(*LEAN, *args, timeout=timeout)
+    except pytester.TimeoutExpired:
+        pytest.fail(
+            f"`pytest {' '.join(args)}` in {pytester.path} still ran after {timeout:.0f} s and "
+            "was killed (a snippet that hangs, or a server that never answered?)",
+            pytrace=False,
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+import childrun
 import pytest
 
 from handbook import report as verification
@@ -50,7 +51,7 @@ def project(pytester: pytest.Pytester, files: dict[str, str]) -> None:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[dict, str]:
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
+    result = childrun.run_pytester(pytester, "-rA", *args)
     report = json.loads((pytester.path / "build" / "verification.json").read_text())
     return report, result.stdout.str()
 
@@ -61,7 +62,7 @@ def note(pytester: pytest.Pytester, name: str, report: dict) -> str:
 
 def test_entries_record_run_time_and_hash_of_what_ran(pytester):
     project(pytester, {"snippets/sql/count.sql": SQL})
-    report, out = run(pytester, "--pg", "local", "snippets")
+    report, out = run(pytester, "--pg", "local", *childrun.one_pg(), "snippets")
     entries = [e for e in report["entries"].values() if e["snippet"] == "snippets/sql/count.sql"]
     assert entries, out
     for entry in entries:
@@ -75,7 +76,7 @@ def test_entries_record_run_time_and_hash_of_what_ran(pytester):
 
 def test_editing_a_snippet_after_the_run_makes_its_note_say_so(pytester):
     project(pytester, {"snippets/sql/count.sql": SQL})
-    report, out = run(pytester, "--pg", "local", "snippets")
+    report, out = run(pytester, "--pg", "local", *childrun.one_pg(), "snippets")
     before = note(pytester, "snippets/sql/count.sql", report)
     assert before.startswith("Ran on PostgreSQL "), (before, out)
     assert f"run {report['run']} (" in before

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import childrun
 import pytest
 
 from handbook.paths import ROOT
@@ -41,7 +43,7 @@ def high_latency():
 def collect(*args: str) -> list[str]:
     """The node ids a real ``pytest ARGS`` would run."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", *args],
+        [sys.executable, "-m", "pytest", *childrun.LEAN, "--collect-only", "-q", *args],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, (
@@ -52,8 +54,18 @@ def collect(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def collected() -> list[str]:
-    return collect(PAGE)
+def collections() -> dict[str, list[str]]:
+    """``pytest PAGE`` and ``pytest --page PAGE``, collected side by side (each is a few
+    seconds of one core: reading the repository, importing the test modules)."""
+    with ThreadPoolExecutor(2) as executor:
+        path = executor.submit(collect, PAGE)
+        option = executor.submit(collect, "--page", PAGE)
+        return {"path": path.result(), "option": option.result()}
+
+
+@pytest.fixture(scope="module")
+def collected(collections) -> list[str]:
+    return collections["path"]
 
 
 def test_a_page_selects_its_snippets_on_every_server(high_latency, collected):
@@ -104,9 +116,9 @@ def test_a_page_selects_its_alerts_unit_tests_and_only_that_alerts_items(collect
     ], f"the page's own template check only, not {templates}"
 
 
-def test_the_page_option_selects_what_the_path_argument_does(collected):
+def test_the_page_option_selects_what_the_path_argument_does(collections):
     """``--page`` alone runs the selection, not the whole suite beside it."""
-    assert collect("--page", PAGE) == collected
+    assert collections["option"] == collections["path"]
 
 
 def test_a_snippet_selects_its_items_and_the_tests_that_run_it():

@@ -7,11 +7,11 @@ tool and the package that adds it, and under ``CI=true`` the same run must fail.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
+import childrun
 import pytest
 
 from handbook.paths import ROOT
@@ -22,8 +22,8 @@ SUMMARY = "not verified here: "
 
 def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """pytest on this project's own tests (root conftest and all), in a child process."""
-    return pytester.runpytest_subprocess(
-        *args, "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml")
+    return childrun.run_pytester(
+        pytester, *args, f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml")
     )
 
 
@@ -68,32 +68,22 @@ def test_summary_names_tex_when_path_hides_it(pytester, outside_ci):
     assert f"the PDF (no TeX: apt-get install {TEX_PACKAGES})" in summary_line(result)
 
 
-def path_without(program: str, directory: Path) -> str:
-    """This PATH less one program: ``directory`` gets links to everything else on it."""
-    directory.mkdir()
-    for entry in os.environ["PATH"].split(os.pathsep):
-        if not Path(entry).is_dir():
-            continue
-        for found in Path(entry).iterdir():
-            link = directory / found.name
-            if found.name != program and not link.is_symlink():
-                link.symlink_to(found)
-    return str(directory)
-
-
 def test_a_shell_snippet_whose_program_is_missing_is_skipped_and_summarised(
     pytester, outside_ci, tmp_path
 ):
     """A snippet exits 127 for the missing openssl: a skip saying so, not a failure."""
     snippet = "snippets/shell/security/redis_password_1_add_new.sh"
     assert "openssl" in (ROOT / snippet).read_text(encoding="utf-8"), f"{snippet} runs openssl"
-    # A copy of the project, so that this run's report lands in the copy's build/.
-    for name in ("snippets", "conf"):
-        shutil.copytree(ROOT / name, pytester.path / name)
+    # A copy of the project (the snippet, its sidecars, conf/), so that this run's report
+    # lands in the copy's build/.
+    shutil.copytree(ROOT / "conf", pytester.path / "conf")
     for name in ("conftest.py", "pyproject.toml"):
         shutil.copy(ROOT / name, pytester.path / name)
-    outside_ci.setenv("PATH", path_without("openssl", tmp_path / "bin"))
-    result = pytester.runpytest_subprocess(snippet, "-p", "no:cacheprovider")
+    (pytester.path / snippet).parent.mkdir(parents=True)
+    for file in (ROOT / snippet).parent.glob((ROOT / snippet).name + "*"):
+        shutil.copy(file, pytester.path / snippet.rsplit("/", 1)[0] / file.name)
+    outside_ci.setenv("PATH", childrun.path_without("openssl", tmp_path / "bin"))
+    result = childrun.run_pytester(pytester, snippet)
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and set(outcomes) == {"skipped"}, "\n".join(result.outlines[-30:])
     line = summary_line(result)
@@ -130,7 +120,7 @@ def test_only_missing_tools_are_listed_and_unknown_reasons_keep_their_words(pyte
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "handbook.unverified", "-p", "no:cacheprovider")
+    result = childrun.run_pytester(pytester, "-p", "handbook.unverified")
     result.assert_outcomes(skipped=3)
     line = summary_line(result)
     assert "the alert rules' and PromQL snippets' unit tests (no promtool:" in line, line
@@ -142,6 +132,6 @@ def test_only_missing_tools_are_listed_and_unknown_reasons_keep_their_words(pyte
 
 def test_a_run_missing_nothing_prints_no_summary(pytester, outside_ci):
     pytester.makepyfile(test_fine="def test_fine():\n    assert True\n")
-    result = pytester.runpytest_subprocess("-p", "handbook.unverified", "-p", "no:cacheprovider")
+    result = childrun.run_pytester(pytester, "-p", "handbook.unverified")
     result.assert_outcomes(passed=1)
     assert not any("not verified here" in line for line in result.outlines)
