@@ -1,16 +1,17 @@
 """The whole alert path on real programs: a fault, Prometheus, Alertmanager, ``handbook respond``.
 
-A drill starts, all on 127.0.0.1 and free ports: Debian's ``prometheus`` loading
-``conf/prometheus/alert_rules.yml`` (unchanged, or a copy whose listed ``for`` is
-shortened: :data:`SHORTENED_FOR`), the real exporters against the drill's servers,
-Debian's ``prometheus-alertmanager`` loading a copy of ``conf/alertmanager/alertmanager.yml``
-(:func:`alertmanager_config` says what the copy changes), and ``handbook respond`` as the
-incident responder's webhook. It then breaks something and follows the alert: Prometheus
-fires it after its ``for``, Alertmanager routes it, the responder writes a note, and the
-note names the cause. :func:`measure` reads from the note how long each leg took, and
-:func:`record` keeps those figures in ``build/alert-path.json`` (``pathreport``; measured,
-never asserted), which ``{alert-path}`` (``handbook/sphinxext/alertpath.py``) renders on the
-verification page beside each alert's ``for``.
+A drill starts, all on 127.0.0.1 and free ports: Debian's ``prometheus`` loading a copy
+of ``conf/prometheus/alert_rules.yml`` whose drilled alert has the shortened ``for`` of
+:data:`SHORTENED_FOR` (the one place, with the reasons), the real exporters against the
+drill's servers, Debian's ``prometheus-alertmanager`` loading a copy of
+``conf/alertmanager/alertmanager.yml`` (:func:`alertmanager_config` says what the copy
+changes), and ``handbook respond`` as the incident responder's webhook. It then breaks
+something and follows the alert: Prometheus fires it after its ``for``, Alertmanager
+routes it, the responder writes a note, and the note names the cause. :func:`measure`
+reads from the note how long each leg took, and :func:`record` keeps those figures in
+``build/alert-path.json`` (``pathreport``; measured, never asserted), which
+``{alert-path}`` (``handbook/sphinxext/alertpath.py``) renders on the verification page
+beside each alert's ``for``.
 
 ERPGo itself is not in this repository. Its pool and login metrics (``erpgo_db_pool_*``,
 ``erpgo_auth_login_failures_total``, conf/metrics/erpgo.yml) are played by
@@ -73,6 +74,13 @@ SHORTENED_INTERVALS = {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluat
 # alert that fires before Prometheus has discovered its Alertmanager would wait for it.
 RESEND_DELAY = "--rules.alert.resend-delay=1s"
 
+# The only change to conf/alertmanager/alertmanager.yml's waits, and why: the top route's
+# group_wait, which warnings inherit on their way to the chat, is 30 s in production
+# (warnings are batched); the drill waits for the chat message to be attempted, which
+# any group_wait proves, so it gets the 10 s of the responder's and the pager's routes and
+# arrives with the note. The responder's route, which the figures measure, is unchanged.
+CHAT_GROUP_WAIT = "10s"
+
 WAIT = 300.0  # seconds a leg of the path may take before the drill fails, naming it
 
 
@@ -81,7 +89,8 @@ WAIT = 300.0  # seconds a leg of the path may take before the drill fails, namin
 
 def rules_copy(directory: Path, shorten: tuple[str, ...] = ()) -> Path:
     """The rules file itself, or a copy in ``directory`` where the alerts ``shorten`` have
-    the ``for`` of :data:`SHORTENED_FOR`, with its reason written beside it."""
+    the ``for`` of :data:`SHORTENED_FOR`, with its reason written beside it. Every drill
+    that waits for an alert's ``for`` loads its rules from here."""
     if not shorten:
         return RULES_FILE
     lines = RULES_FILE.read_text(encoding="utf-8").splitlines()
@@ -136,13 +145,15 @@ def alertmanager_config(directory: Path, responder_url: str, token: str) -> Path
     The only changes: the secret files are the drill's own (a made-up PagerDuty key, a
     Slack webhook URL and the switch's token), PagerDuty's and Slack's URLs and the dead
     man's switch are a closed loopback port (so pages and chat fail fast, as they would
-    with nobody listening), and the incident responder's URL is the drill's ``handbook
-    respond``. Routes, waits, inhibitions and templates are conf's.
+    with nobody listening), the incident responder's URL is the drill's ``handbook
+    respond``, and the top route's group_wait is :data:`CHAT_GROUP_WAIT`. Routes, the
+    other waits, inhibitions and templates are conf's.
     """
     closed = f"http://{HOST}:{free_port()}"  # nothing listens there
     data = loopback_config(
         directory, closed, lambda name: responder_url if name == RESPONDER else closed, token
     )
+    data["route"]["group_wait"] = CHAT_GROUP_WAIT
     path = directory / "alertmanager.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -305,6 +316,10 @@ class Stack:
         query = urllib.parse.urlencode({"query": expression})
         return self.prometheus.api(f"/api/v1/query?{query}")["result"]
 
+    def loaded_for(self, name: str) -> float | None:
+        """The ``for`` (seconds) Prometheus loaded for alert ``name``: :func:`loaded_for`."""
+        return loaded_for(self.prometheus, name)
+
     def alert(self, name: str) -> dict | None:
         """Prometheus's view of alert ``name`` (state, activeAt), or None while inactive."""
         for item in self.prometheus.api("/api/v1/alerts")["alerts"]:
@@ -335,6 +350,22 @@ class Stack:
     def log(self) -> str:
         parts = [f"--- {p.what}\n{p.output()[-1500:]}" for p in self.processes]
         return "\n".join([*parts, f"--- prometheus\n{self.prometheus.log()}"])
+
+
+def loaded_for(prometheus: monitoring.Prometheus, name: str) -> float | None:
+    """The ``for`` in seconds of alert ``name`` as the running Prometheus loaded it (its
+    ``/api/v1/rules``), or None when it has no such alert: what the drill really waited."""
+    groups = prometheus.api("/api/v1/rules")["groups"]  # type: ignore[index]
+    for rule in (r for g in groups for r in g["rules"]):
+        if rule.get("type") == "alerting" and rule.get("name") == name:
+            return float(rule.get("duration", 0))
+    return None
+
+
+def drill_for(alert: str) -> str:
+    """The ``for`` a drill's copy of the rules gives ``alert``: :data:`SHORTENED_FOR`'s,
+    else the rules file's."""
+    return pathreport.drill_for(alert, for_of(alert))
 
 
 @contextlib.contextmanager

@@ -8,11 +8,14 @@ of the disaster-recovery page says. This drill plays it on local servers:
 
 1. a primary, and a standby made by the page's ``create_standby.sh``, each with Debian's
    postgres_exporter beside it; a real Prometheus scrapes them with the ``postgres`` job
-   of prometheus.yml (its labels, loopback addresses) and loads
-   conf/prometheus/alert_rules.yml unchanged: only the scrape and evaluation intervals
-   are shortened (:data:`INTERVALS`, the one place, with the reason);
-2. the primary crashes: ``PostgreSQLDown`` goes pending, then firing after its ``for``,
-   for the primary's target; the page's ``monitoring_primary.sh`` says so;
+   of prometheus.yml (its labels, loopback addresses) and loads the alert-path drills'
+   copy of conf/prometheus/alert_rules.yml: the same two changes, each in one place with
+   its reason, ``PostgreSQLDown``'s ``for`` shortened
+   (:data:`handbook.drills.pathreport.SHORTENED_FOR`) and the scrape and evaluation
+   intervals (:data:`handbook.drills.alertpath.SHORTENED_INTERVALS`);
+2. the primary crashes: ``PostgreSQLDown`` goes pending, stays pending for its (drill)
+   ``for``, then fires for the primary's target; the page's ``monitoring_primary.sh``
+   says so;
 3. the old primary stays fenced, ``promote.sql`` promotes the standby, and step 5: the
    promoted server's target becomes ``role: primary``, the fenced server's target leaves
    the job, Prometheus reloads: ``PostgreSQLDown`` resolves, and ``ExporterSeriesAbsent``
@@ -22,7 +25,9 @@ of the disaster-recovery page says. This drill plays it on local servers:
    clears before its ``for`` runs out, and ``monitoring_primary.sh`` shows both roles up.
 
 Each state is read from Prometheus's ``/api/v1/alerts``, polled; nothing sleeps a fixed
-time (the wait for firing is the rule's own ``for``).
+time (the wait for firing is the drill copy's ``for``, which Prometheus's ``/api/v1/rules``
+must show it loaded). ``ExporterSeriesAbsent`` keeps its real 5 minutes: the drill needs
+it pending, never firing.
 """
 
 from __future__ import annotations
@@ -35,20 +40,19 @@ from pathlib import Path
 
 import yaml
 
+from handbook.drills import alertpath
 from handbook.drills.common import DrillError, admin_sql, output, require_tool, wait_for
 from handbook.drills.local import Instance, crash, local_pg
 from handbook.paths import rel
 from handbook.prometheus import alerts, exporters, monitoring
+from handbook.prometheus.promql import parse_duration
 from handbook.servers import scratch
 from handbook.servers.base import Server
 from handbook.servers.pool import ServerPool
 
-# The only change to prometheus.yml's timing, and why: production scrapes and evaluates
-# every 15 s; here every 5 s and 1 s, so each state shows within seconds of its cause and
-# the drill waits for little more than PostgreSQLDown's own `for` (a minute, unchanged).
-# Not shorter: postgres_exporter 0.11 takes a second to answer when its server refuses
-# connections, and a scrape cut off by its timeout reports no pg_up at all (up == 0).
-INTERVALS = {"scrape_interval": "5s", "scrape_timeout": "5s", "evaluation_interval": "1s"}
+# The only change to prometheus.yml's timing is the alert-path drills' (one place, with
+# the reason): each state shows within seconds of its cause.
+INTERVALS = alertpath.SHORTENED_INTERVALS
 JOB = "postgres"
 ALERT = "PostgreSQLDown"
 ABSENT = "ExporterSeriesAbsent"
@@ -57,20 +61,11 @@ STANDBY_NAME = "erpgo_replica"
 MARGIN = 90.0  # seconds a state may take beyond the rule's `for` before the drill fails
 
 
-def duration(text: str) -> float:
-    """Seconds of a Prometheus duration such as ``1m`` or ``90s``."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for unit in sorted(units, key=len, reverse=True):
-        if text.endswith(unit) and text[: -len(unit)].isdigit():
-            return int(text[: -len(unit)]) * units[unit]
-    raise ValueError(f"not a simple Prometheus duration: {text!r}")
-
-
-def config(path: Path, targets: dict[str, str]) -> Path:
+def config(path: Path, targets: dict[str, str], rules: Path) -> Path:
     """prometheus.yml for the drill: the ``postgres`` job of conf/prometheus/prometheus.yml,
     each of its role's targets replaced by ``targets[role]`` (a role missing from
-    ``targets`` leaves the job, as a fenced server's target does), the rules file as it
-    is, and INTERVALS."""
+    ``targets`` leaves the job, as a fenced server's target does), the drill's copy of
+    the rules (``rules``), and INTERVALS."""
     conf = yaml.safe_load(monitoring.PROMETHEUS_CONF.read_text(encoding="utf-8"))
     job = next(j for j in conf["scrape_configs"] if j["job_name"] == JOB)
     statics = []
@@ -80,7 +75,7 @@ def config(path: Path, targets: dict[str, str]) -> Path:
             statics.append({"targets": [targets[role]], "labels": static["labels"]})
     data = {
         "global": {**conf.get("global", {}), **INTERVALS},
-        "rule_files": [str(alerts.RULES_FILE)],  # unchanged: its real `for` durations
+        "rule_files": [str(rules)],  # alertpath.rules_copy: PostgreSQLDown's `for` shortened
         "scrape_configs": [{"job_name": JOB, "static_configs": statics}],
     }
     path.write_text(
@@ -139,8 +134,8 @@ def failover_monitoring(
     exporters.find("postgres_exporter")
     for program in ("curl", "jq"):  # monitoring_primary.sh's
         require_tool(program, program)
-    rule = next(a for a in alerts.load_rules() if a.name == ALERT)
-    for_seconds = duration(rule.for_ or "0s")
+    waits = alertpath.drill_for(ALERT)  # the drill copy's `for` (SHORTENED_FOR)
+    for_seconds = parse_duration(waits)
     own_work = work is None
     work = work or scratch.make("failover-monitoring")
     primary = pool.start_private(label, {"wal_level": "replica", "synchronous_commit": "on"})
@@ -157,8 +152,15 @@ def failover_monitoring(
         standby.server = beside(standby.server, primary)
         running += [exporters.start("postgres_exporter", s) for s in (primary, standby.server)]
         old, new = (r.url.removeprefix("http://").removesuffix("/metrics") for r in running)
-        conf = config(work / "prometheus.yml", {"primary": old, "replica": new})
+        rules = alertpath.rules_copy(work, (ALERT,))
+        conf = config(work / "prometheus.yml", {"primary": old, "replica": new}, rules)
         prometheus = monitoring.boot_prometheus(conf)
+        loaded = alertpath.loaded_for(prometheus, ALERT)
+        if loaded != for_seconds:
+            raise DrillError(
+                f"{rel(rules)}: Prometheus loaded {ALERT} with a `for` of {loaded} s, the "
+                f"drill waits {waits} (handbook/drills/pathreport.py SHORTENED_FOR)"
+            )
         result = FailoverMonitoring(
             label=label, server=f"{primary.product} {primary.version}",
             primary_target=old, promoted_target=new, replica_target="",
@@ -199,16 +201,24 @@ def failover_monitoring(
             instance=old, role="primary",
         )  # fmt: skip
         result.measured["firing_seconds"] = result.measured["pending_seconds"] + reach(
-            f"{ALERT} firing for the crashed primary after its for ({rule.for_})", ALERT,
+            f"{ALERT} firing for the crashed primary after its for ({waits})", ALERT,
             "firing", for_seconds + MARGIN, instance=old, role="primary",
         )  # fmt: skip
+        seen = time.time()
+        fired = [a for a in active(prometheus, ALERT) if a["state"] == "firing"]
+        pending_for = seen - min(_epoch(a["activeAt"]) for a in fired)
+        if pending_for < for_seconds:
+            raise DrillError(
+                f"{ALERT} fired {pending_for:.1f} s after it went pending, before its for "
+                f"({waits}): {rel(rules)} or Prometheus did not wait: {fired}"
+            )
         check("firing")
 
         promoted = output("sql/dr/promote.sql", standby.server, standby.server.env("admin"))
         if admin_sql(standby.server, "SELECT pg_is_in_recovery()") != "f":
             raise DrillError(f"promote.sql did not promote the standby:\n{promoted}")
         # Step 5: the promoted server's target is the primary; the fenced one leaves.
-        config(conf, {"primary": new})
+        config(conf, {"primary": new}, rules)
         prometheus.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         result.measured["resolve_seconds"] = reach(
             f"{ALERT} resolving once the promoted server is labelled primary", ALERT,
@@ -227,7 +237,7 @@ def failover_monitoring(
         rebuilt.server = beside(rebuilt.server, primary)
         running.append(exporters.start("postgres_exporter", rebuilt.server))
         result.replica_target = running[-1].url.removeprefix("http://").removesuffix("/metrics")
-        config(conf, {"primary": new, "replica": result.replica_target})
+        config(conf, {"primary": new, "replica": result.replica_target}, rules)
         prometheus.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         reach(f"{ABSENT} clearing once the new replica is watched", ABSENT, "inactive", MARGIN,
               job=JOB, role="replica")  # fmt: skip
@@ -245,6 +255,11 @@ def failover_monitoring(
         primary.stop()
         if own_work:
             scratch.remove(work)
+
+
+def _epoch(stamp: str) -> float:
+    """Epoch seconds of an RFC 3339 time as Prometheus writes it (``activeAt``)."""
+    return alertpath.datetime.fromisoformat(stamp).timestamp()
 
 
 def _quote(query: str) -> str:
