@@ -307,7 +307,7 @@ def test_a_snippet_failing_on_one_version_fails_naming_it(engine, pytester, monk
     path.write_text(textwrap.dedent(SNIPPET))
     mapping = ",".join(f"{label}={image}" for label, image in pg.items())
     monkeypatch.setenv(provider.IMAGES_VAR, mapping)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--pg", "docker")
+    result = childrun.run_pytester(pytester, "-rA", "--pg", "docker")
     out = result.stdout.str()
     assert result.parseoutcomes().get("passed") == 1, out
     assert result.parseoutcomes().get("failed") == 1, out

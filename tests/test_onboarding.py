@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import childrun
 import pytest
 
 import handbook.pytest_plugin
@@ -239,6 +240,9 @@ COVERAGE = "shell/onboarding/coverage.sh"
 def _run_from_checkout(script: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The command as the page writes it; only plugins it never uses stay unloaded.
+    lean = " ".join(childrun.LEAN)
+    env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {lean}".strip()
     return subprocess.run(
         ["bash", "-c", script],
         cwd=ROOT,
