@@ -8,6 +8,7 @@ import json
 import os
 import re
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import childrun
 import pytest
@@ -51,11 +52,28 @@ READ_ONLY_VIOLATIONS = {
 
 
 def test_read_only_sql_that_writes_terminates_resets_or_hangs_fails(pytester):
-    project(pytester, {f"sql/{name}": text for name, text in READ_ONLY_VIOLATIONS.items()})
-    result, out = run(pytester, "--pg", "local")
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed") == 4 * len(pytester_labels(out, "pg")), out
-    assert outcomes.get("passed", 0) == 0, out
+    # One child run per version, side by side: each waits out hangs.sql's statement
+    # timeout (the monitor role's 5 s, the point of the check) on its own server.
+    labels = sorted(local("pg"))
+
+    def on(label: str) -> tuple[int, str]:
+        where = pytester.path / label
+        where.mkdir()
+        (where / "conftest.py").write_text('pytest_plugins = ["handbook.pytest_plugin"]\n')
+        for name, text in READ_ONLY_VIOLATIONS.items():
+            (where / "snippets" / "sql").mkdir(parents=True, exist_ok=True)
+            (where / "snippets" / "sql" / name).write_text(text)
+        args = ["-p", "no:xdist", "-rA", "--rootdir", str(where), "--pg", "local", "-k", label]
+        done = childrun.run_pytest(args, where, 300, f"the read-only violations on {label}")
+        return done.returncode, done.stdout
+
+    with ThreadPoolExecutor(max(len(labels), 1)) as executor:
+        runs = list(executor.map(on, labels))
+    out = "\n".join(text for _, text in runs)
+    failed = [line for line in out.splitlines() if line.startswith("FAILED snippets/sql/")]
+    assert labels and len(failed) == 4 * len(labels) == 4 * len(pytester_labels(out, "pg")), out
+    assert not [line for line in out.splitlines() if line.startswith("PASSED")], out
+    assert all(code == pytest.ExitCode.TESTS_FAILED for code, _ in runs), out
     assert "snippets/sql/writes.sql:3: ERROR: cannot execute CREATE TABLE in a read-only" in out
     assert "snippets/sql/terminates.sql:3: ERROR: permission denied to terminate process" in out
     assert "snippets/sql/resets.sql:3: ERROR: permission denied for function pg_stat_reset" in out
