@@ -110,6 +110,8 @@ DRILL_SETTINGS: dict[str, dict[str, str]] = {
         "enable-debug-command": "the high-latency drill blocks Redis with DEBUG SLEEP",
         "rename-command": "the high-latency drill reproduces a client calling KEYS and "
         "DEBUG, which production's redis.conf renames away: 'keep' leaves the renames out",
+        "repl-diskless-sync-delay": "the Sentinel drill's master has one replica to sync: "
+        "0 starts the transfer at once instead of waiting 5 s for more replicas",
     },
 }
 
