@@ -170,6 +170,9 @@ def _select_page(selection: Selection, index: Index, page: str) -> None:
 
 
 def _select_snippet(selection: Selection, index: Index, name: str, why: str) -> None:
+    if not is_target(index.root / name, index.root):  # a migration: no items of its own
+        _select_conf(selection, index, name, why)
+        return
     selection.snippets.add(name)
     selection.tokens |= {name, name.removeprefix("snippets/")}
     selection.why.setdefault(name, why)
@@ -182,9 +185,14 @@ def _select_snippet(selection: Selection, index: Index, name: str, why: str) -> 
 
 
 def _select_conf(selection: Selection, index: Index, name: str, why: str) -> None:
-    forms = {name, name.removeprefix("conf/")}
+    """The tests that use ``name`` (a conf/ file, or a migration the page shows), or the
+    directory it is in."""
+    top = name.split("/", 1)[0] + "/"
+    forms = {name, name.removeprefix(top)}
     folder = name.rsplit("/", 1)[0]  # a test that loads conf/x/ whole uses conf/x/y
-    directories = {folder, folder.removeprefix("conf/")} if folder != "conf" else set()
+    directories = {folder} if folder + "/" != top else set()
+    if top == "conf/" and directories:  # conf/ files are also named from conf/ down
+        directories.add(folder.removeprefix(top))
     for path, function in index.tests_naming(forms | directories):
         selection.add_test(path, function, why)
 

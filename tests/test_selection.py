@@ -140,3 +140,21 @@ def test_a_conf_file_selects_the_tests_that_use_it():
 def test_a_path_that_is_no_page_snippet_or_conf_file_is_refused():
     with pytest.raises(SelectionError, match=r"README\.md: not a page .* give one of those"):
         select([Path("README.md")], ROOT)
+
+
+def test_every_page_selects_only_what_pytest_can_collect():
+    """A page may show a migration (snippets/migrations/): it has no items of its own, so
+    the tests that use it come instead; every path the selection hands pytest exists and
+    is a test module or a snippet file that pytest collects."""
+    pages = [p for p in sorted((ROOT / "docs").rglob("*.md")) if "_build" not in p.parts]
+    chosen = select(pages, ROOT)  # all pages at once: the repository is read once
+    bad = [
+        f"{path} ({chosen.why.get(path, 'selected')})"
+        for path in chosen.paths
+        if not (ROOT / path).is_file()
+        or not (
+            path.startswith("tests/")
+            or (path.startswith("snippets/") and "migrations" not in Path(path).parts)
+        )
+    ]
+    assert not bad, "handbook/selection.py hands pytest what it cannot collect:\n" + "\n".join(bad)
