@@ -29,6 +29,11 @@ from handbook.pytest_plugin import group_of, shard_index
 from handbook.report import MergeError, merge
 from handbook.servers import ServerPool
 
+# About the harness, not a page: verifying a page leaves it out.
+pytestmark = pytest.mark.whole_run(
+    "runs the suite in shards and on workers to prove the split and the merge"
+)
+
 # Two files per shard (the split is by file name: handbook/pytest_plugin.py shard_index):
 # the SQL ones in shard 1, the Redis ones in shard 2.
 SNIPPETS = (

@@ -19,6 +19,9 @@ import pytest
 from handbook.paths import ROOT
 from handbook.selection import SelectionError, select
 
+# About the harness, not a page: verifying a page leaves it out.
+pytestmark = pytest.mark.whole_run("collects pages with a real pytest to prove the selection")
+
 
 def spelled(*parts: str) -> str:
     """A path spelled in parts, so that the selection does not take this file for a test
