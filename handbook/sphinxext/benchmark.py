@@ -56,11 +56,11 @@ def markdown(data: dict) -> str:
             f"**Verifying one page**, `tox -e tests -- PAGE`, servers' start included "
             f"({_machine(pages)}):",
             "",
-            "| Page | Seconds | Result |",
+            "| Page (`docs/runbooks/`) | Seconds | Result |",
             "|---|---|---|",
         ]
         out += [
-            f"| `{name}` | {f['seconds']} | {f['summary']} |"
+            f"| `{name.removeprefix('docs/runbooks/')}` | {f['seconds']} | {f['summary']} |"
             for name, f in sorted(pages["pages"].items())
         ]
         out.append("")
