@@ -17,6 +17,7 @@ how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -166,10 +167,14 @@ def _select(config: pytest.Config) -> None:
             kept.append(arg)
     if not targets:
         return
-    try:
-        chosen = selection.select(targets, root)
-    except selection.SelectionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    workerinput = getattr(config, "workerinput", None) or {}
+    if "handbook_selection" in workerinput:  # an xdist worker: the controller chose already
+        chosen = selection.Selection.from_plain(workerinput["handbook_selection"])
+    else:
+        try:
+            chosen = selection.select(targets, root)
+        except selection.SelectionError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if not chosen.paths:
         raise pytest.UsageError(
             f"{', '.join(chosen.targets)}: no test depends on it: the site build checks it "
@@ -302,6 +307,9 @@ def pytest_configure_node(node) -> None:
     node.workerinput["handbook_run"] = report.run_id
     node.workerinput["handbook_started"] = report.started
     node.workerinput["handbook_shard"] = node.config.getoption("--shard") or ""
+    chosen = node.config.stash.get(SELECTION, None)
+    if chosen is not None:  # the same selection, without reading the repository again
+        node.workerinput["handbook_selection"] = chosen.to_plain()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -353,6 +361,13 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         write(f"server {label}: {description}")
     for key, description in sorted(report.exporters.items()):
         write(f"exporter {key}: {description}")
+    pool = config.stash.get(POOL, None)
+    if pool is not None and report.servers:  # why a server found was not used
+        for kind in ("pg", "redis"):
+            with contextlib.suppress(ServerUnavailable):  # the tests have said so already
+                pool.candidates(kind, required=False)  # known already on a worker; cheap
+        for note in dict.fromkeys(pool.notes):
+            write(f"servers: {note}")
     for entry in sorted(report.not_verified(), key=lambda e: e.key):
         write(f"not verified: {entry.key}: {entry.outcome}: {entry.reason}")
     for lost in report.lost:

@@ -60,6 +60,7 @@ class Selection:
     tokens: set[str] = field(default_factory=set)  # alert names, page stems, paths
     known: set[str] = field(default_factory=set)  # every such name, ours or not
     why: dict[str, str] = field(default_factory=dict)  # "file::function" or file -> reason
+    _named_cache: dict[str, set[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def paths(self) -> list[str]:
@@ -72,12 +73,42 @@ class Selection:
             return True
         if path.endswith(".md"):  # pytest-examples items of the page itself
             return path in self.targets
-        named = {t for t in self.known if _names(param_id, t)}
+        named = self._named(param_id)
         if named and not named & self.tokens:
             return False  # a parametrization about another page, snippet or alert
         if function in self.functions.get(path, set()):
             return True
         return bool(named) and function in self.by_id.get(path, set())
+
+    def _named(self, param_id: str) -> set[str]:
+        """The known names ``param_id`` names (many items share an id: ``pg15``)."""
+        if param_id not in self._named_cache:
+            self._named_cache[param_id] = {t for t in self.known if _names(param_id, t)}
+        return self._named_cache[param_id]
+
+    def to_plain(self) -> dict:
+        """Lists, dicts and strings only (what an xdist worker can be sent)."""
+        return {
+            "targets": list(self.targets),
+            "snippets": sorted(self.snippets),
+            "functions": {path: sorted(f) for path, f in self.functions.items()},
+            "by_id": {path: sorted(f) for path, f in self.by_id.items()},
+            "tokens": sorted(self.tokens),
+            "known": sorted(self.known),
+            "why": dict(self.why),
+        }
+
+    @classmethod
+    def from_plain(cls, data: dict) -> Selection:
+        return cls(
+            targets=list(data["targets"]),
+            snippets=set(data["snippets"]),
+            functions={path: set(f) for path, f in data["functions"].items()},
+            by_id={path: set(f) for path, f in data["by_id"].items()},
+            tokens=set(data["tokens"]),
+            known=set(data["known"]),
+            why=dict(data["why"]),
+        )
 
     def add_test(self, path: str, function: str, why: str) -> None:
         self.functions.setdefault(path, set()).add(function)
@@ -315,6 +346,12 @@ class Index:
             self._modules[path] = Module(self, path, tree)
         return self._modules[path]
 
+    @functools.cache  # noqa: B019 (one Index per selection)
+    def conftest(self, path: str) -> Module | None:
+        """The conftest module at ``path``, or None when there is none."""
+        return self.module(path) if (self.root / path).is_file() else None
+
+    @functools.cache  # noqa: B019 (one Index per selection)
     def module_path(self, dotted: str) -> str | None:
         """``handbook.drills.latency`` -> ``handbook/drills/latency.py`` (in this repository)."""
         base = self.root / Path(*dotted.split("."))
@@ -342,6 +379,7 @@ class Module:
         self.parametrized: set[str] = set()
         self._tests: list[str] = []
         self._mentions: dict[tuple[str, bool], set[str]] = {}
+        self._read_cache: dict[str, tuple[set[str], set[tuple[str, str | None]]]] = {}
         for node in tree.body:
             self._read(node)
 
@@ -391,8 +429,9 @@ class Module:
         node = self.definitions.get(name)
         found: set[str] = set()
         if node is not None:
-            found |= self._strings(node)
-            for used, attribute in self._uses(node):
+            strings, uses = self._read_definition(name, node)
+            found |= strings
+            for used, attribute in uses:
                 found |= self._resolve(used, attribute, deep)
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 for argument in node.args.args + node.args.kwonlyargs:
@@ -425,37 +464,39 @@ class Module:
         folder = Path(self.path).parent
         while True:
             conftest = (folder / "conftest.py").as_posix().removeprefix("./")
-            module = self.index.module(conftest) if (self.index.root / conftest).is_file() else None
+            module = self.index.conftest(conftest)
             if module is not None and module is not self and argument in module.definitions:
                 return module.mentions(argument, deep)
             if folder == Path("."):
                 return set()
             folder = folder.parent
 
-    def _uses(self, node: ast.AST) -> set[tuple[str, str | None]]:
-        """The names ``node`` loads, with the attribute taken of a module alias."""
-        used, owners = set(), set()
-        for child in ast.walk(node):
-            if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name):
-                used.add((child.value.id, child.attr))
-                owners.add(id(child.value))
-        for child in ast.walk(node):
-            loads = isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load)
-            if loads and id(child) not in owners:
-                used.add((child.id, None))
-        return used
-
-    def _strings(self, node: ast.AST) -> set[str]:
-        """String constants in ``node``, and the paths its ``a / "b" / "c"`` expressions build."""
-        found = set()
-        for child in ast.walk(node):
-            if isinstance(child, ast.Constant) and isinstance(child.value, str):
-                found.add(child.value)
-            elif isinstance(child, ast.BinOp) and isinstance(child.op, ast.Div):
-                path = self._path(child)
-                if path:
-                    found.add(path)
-        return found
+    def _read_definition(
+        self, name: str, node: ast.AST
+    ) -> tuple[set[str], set[tuple[str, str | None]]]:
+        """What ``node`` itself holds, in one walk, kept for both ``deep`` kinds: its string
+        constants and the paths its ``a / "b" / "c"`` expressions build; the names it loads,
+        with the attribute taken of a module alias (``drill.snippet``)."""
+        if name not in self._read_cache:
+            strings: set[str] = set()
+            attributes: set[tuple[str, str | None]] = set()
+            names: dict[int, str] = {}  # id of a loaded Name -> its name
+            owners: set[int] = set()  # the Names an attribute is taken of
+            for child in ast.walk(node):
+                if isinstance(child, ast.Constant) and isinstance(child.value, str):
+                    strings.add(child.value)
+                elif isinstance(child, ast.BinOp) and isinstance(child.op, ast.Div):
+                    path = self._path(child)
+                    if path:
+                        strings.add(path)
+                elif isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name):
+                    attributes.add((child.value.id, child.attr))
+                    owners.add(id(child.value))
+                elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
+                    names[id(child)] = child.id
+            uses = attributes | {(n, None) for i, n in names.items() if i not in owners}
+            self._read_cache[name] = (strings, uses)
+        return self._read_cache[name]
 
     def _path(self, node: ast.expr) -> str | None:
         """``CONF / "prometheus" / "tests"`` -> ``conf/prometheus/tests``; an unknown start

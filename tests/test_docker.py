@@ -191,19 +191,25 @@ def test_a_second_build_builds_nothing(engine):
     assert "images: 0 image(s) built" in result.stdout, result.stdout
 
 
-def test_auto_runs_docker_beside_the_local_servers(engine):
-    both = ServerPool(pg="auto", redis="auto", reap=False)
+def test_auto_runs_each_version_line_once_and_a_list_runs_the_twins(engine):
+    auto = ServerPool(pg="auto", redis="auto", reap=False)
     local = ServerPool(pg="local", redis="local", reap=False)
+    both = ServerPool(pg="local,docker", redis="local,docker", reap=False)
     for kind in ("pg", "redis"):
-        labels = both.labels(kind)
-        assert set(local.labels(kind, required=False)) <= set(labels)
+        local_labels = local.labels(kind, required=False)
+        mapped = [label for label in MAPPED if (label.startswith("pg")) == (kind == "pg")]
+        # auto: the local servers, and Docker only for the version lines they lack
+        labels = auto.labels(kind)
+        assert sorted(labels) == sorted(set(local_labels) | set(mapped)), labels
+        docker_labels = [c.label for c in auto.candidates(kind) if c.provider == "docker"]
+        assert set(docker_labels) == set(mapped) - set(local_labels), docker_labels
+        twins = set(mapped) & set(local_labels)
+        for label in twins:
+            assert any(label in note and "not used" in note for note in auto.notes), auto.notes
+        # local,docker: every image runs, the twin of a local one as LABEL-docker
         docker_labels = [c.label for c in both.candidates(kind) if c.provider == "docker"]
-        expected = {
-            label if label not in local.labels(kind, required=False) else f"{label}-docker"
-            for label in MAPPED
-            if (label.startswith("pg")) == (kind == "pg")
-        }
-        assert set(docker_labels) == expected, labels
+        expected = {label if label not in twins else f"{label}-docker" for label in mapped}
+        assert set(docker_labels) == expected, both.labels(kind)
 
 
 @pytest.mark.parametrize("label", IMAGE_LABELS)

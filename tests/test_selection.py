@@ -161,3 +161,14 @@ def test_every_page_selects_only_what_pytest_can_collect():
         )
     ]
     assert not bad, "handbook/selection.py hands pytest what it cannot collect:\n" + "\n".join(bad)
+
+
+def test_a_worker_gets_the_controllers_selection_unchanged(high_latency):
+    """xdist workers take the controller's selection (handbook/pytest_plugin.py
+    pytest_configure_node) instead of reading the repository again: the round trip
+    through plain lists and dicts must keep all of it."""
+    from handbook.selection import Selection
+
+    plain = high_latency.to_plain()
+    assert Selection.from_plain(plain) == high_latency
+    assert all(isinstance(v, list | dict) for k, v in plain.items() if k != "targets")

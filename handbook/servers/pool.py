@@ -3,10 +3,14 @@
 Which providers are used, per kind, comes from the ``pg=`` / ``redis=`` arguments, else
 ``HANDBOOK_PG`` / ``HANDBOOK_REDIS``:
 
-- ``auto`` (default): local binaries, plus Docker's images when an engine answers (a
-  label both give gets ``-docker`` appended: ``pg15-docker``); plus the external server
-  when ``HANDBOOK_PG_DSN`` / ``HANDBOOK_REDIS_URL`` is set;
-- ``local``, ``docker``, ``external``: only that one (a comma-separated list also works).
+- ``auto`` (default): one server per version line: local binaries, plus Docker's
+  images, when an engine answers, for the version lines no local install gives (a
+  version line both give runs once, on the local binaries: the same Debian packages
+  twice would double the run and prove nothing more); plus the external server when
+  ``HANDBOOK_PG_DSN`` / ``HANDBOOK_REDIS_URL`` is set;
+- ``local``, ``docker``, ``external``: only that one; a comma-separated list runs every
+  server of each provider named (``local,docker`` runs the Docker twin ``pg15-docker``
+  beside a local ``pg15``).
 
 Labels (``pg15``, ``redis7.0``, ``valkey8.1``) are known without starting anything, so
 they can parametrize tests at collection time. When two providers give the same label
@@ -204,9 +208,17 @@ class ServerPool:
         labelled: list[Candidate] = []
         first: dict[tuple[str, str], Candidate] = {}  # (provider, base label) -> candidate
         taken: set[str] = set()
+        auto = self._choice[kind] == "auto"
         for provider in self.providers(kind):
             for cand in self._provider_candidates(kind, provider):
                 base = cand.base_label
+                if auto and provider == "docker" and ("local", base) in first:
+                    self.notes.append(
+                        f"{base} from {cand.origin} not used: the local "
+                        f"{first['local', base].origin} gives that version line "
+                        f"({PROVIDER_VARS[kind]}=local,docker runs both)"
+                    )
+                    continue
                 if (provider, base) in first:
                     self.notes.append(
                         f"{base} from {cand.origin} not used: "

@@ -384,10 +384,15 @@ def test_replication_lag_lists_a_streaming_replica(pg_server, request):
                 STANDBY_PGDATA=str(standby.datadir), STANDBY_NAME=STANDBY_NAME,
                 STANDBY_PORT=str(standby.port),
             )  # fmt: skip
-            streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+            # A standby streams before it first reports what it replayed: until then
+            # replay_lsn is NULL and bytes_behind empty, so wait for both.
+            streaming = (
+                "SELECT count(*) FROM pg_stat_replication"
+                " WHERE state = 'streaming' AND replay_lsn IS NOT NULL"
+            )
             common.wait_for(
                 lambda: common.admin_sql(primary, streaming) == "1",
-                "the standby streaming from the primary",
+                "the standby streaming from the primary and reporting what it replayed",
             )
             monitor = primary.env("monitor")
             output = _check(common.run("sql/deploy/replication_lag.sql", primary, monitor))
