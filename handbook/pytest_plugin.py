@@ -77,6 +77,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "does the same); repeatable",
     )
     group.addoption(
+        "--every-version",
+        action="store_true",
+        help="with a page, snippet or conf/ file: run its tests on every server version too "
+        "(by default they run on the first server of each kind, its snippets on every one)",
+    )
+    group.addoption(
         "--shard",
         default=None,
         metavar="I/N",
@@ -219,6 +225,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     shard = _shard_of(config)
     keep, drop = [], []
     left_out = config.stash.setdefault(LEFT_OUT, {})
+    every_version = config.getoption("--every-version")
+    first_server: set[tuple] = set()  # the tests a page's run has taken on one server
     for item in items:
         wanted = True
         if chosen is not None and not any(item.path.is_relative_to(k) for k in kept_paths):
@@ -231,7 +239,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             whole = item.get_closest_marker("whole_run")
             if wanted and whole is not None:  # the whole book, or the harness itself
                 reason = whole.args[0] if whole.args else "checks the whole run"
-                left_out[reason] = left_out.get(reason, 0) + 1
+                why = f"marked whole_run: {reason} (name the test file beside the page to run "
+                why += "them too)"
+                left_out[why] = left_out.get(why, 0) + 1
+                wanted = False
+            if wanted and not every_version and not _first_server(item, first_server):
+                left_out[ON_OTHER_SERVERS] = left_out.get(ON_OTHER_SERVERS, 0) + 1
                 wanted = False
         if wanted and shard is not None:
             wanted = shard_index(group_of(item.nodeid), shard[1]) == shard[0]
@@ -239,6 +252,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+ON_OTHER_SERVERS = (
+    "the same tests on the other server versions: a page's run takes each test on the first "
+    "server of each kind, and its snippets on every one (--every-version runs them all)"
+)
+SERVER_PARAMS = ("pg_server", "redis_server")
+
+
+def _first_server(item: pytest.Item, taken: set[tuple]) -> bool:
+    """Whether ``item`` is the first of its test, other parameters alike, on the servers
+    ``pytest_generate_tests`` gave it: snippet items and tests without a server stay."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or not any(name in callspec.params for name in SERVER_PARAMS):
+        return True
+    others = tuple(
+        sorted((k, repr(v)) for k, v in callspec.params.items() if k not in SERVER_PARAMS)
+    )
+    key = (str(item.path), getattr(item, "originalname", item.name), others)
+    if key in taken:
+        return False
+    taken.add(key)
+    return True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -348,10 +384,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for reason, count in sorted(config.stash.get(LEFT_OUT, {}).items()):
-        terminalreporter.write_line(
-            f"left to the full run: {count} test(s), marked whole_run: {reason} (name "
-            "the test file beside the page to run them too)"
-        )
+        terminalreporter.write_line(f"left to the full run: {count} test(s), {reason}")
     report = config.stash.get(REPORT, None)
     if report is None or not (report.entries or report.exporters):
         return

@@ -60,10 +60,11 @@ def collect(*args: str) -> list[str]:
 def collections() -> dict[str, list[str]]:
     """``pytest PAGE`` and ``pytest --page PAGE``, collected side by side (each is a few
     seconds of one core: reading the repository, importing the test modules)."""
-    with ThreadPoolExecutor(2) as executor:
+    with ThreadPoolExecutor(3) as executor:
         path = executor.submit(collect, PAGE)
         option = executor.submit(collect, "--page", PAGE)
-        return {"path": path.result(), "option": option.result()}
+        every = executor.submit(collect, "--every-version", PAGE)
+        return {"path": path.result(), "option": option.result(), "every": every.result()}
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,33 @@ def test_a_page_selects_its_alerts_unit_tests_and_only_that_alerts_items(collect
         "tests/test_runbook_template.py::"
         "test_every_runbook_has_the_required_sections_in_order[high-latency]"
     ], f"the page's own template check only, not {templates}"
+
+
+def test_a_pages_tests_run_on_one_server_and_its_snippets_on_every_one(collections):
+    """A page's run takes each server-parametrized test once (the first server of each
+    kind), its snippets on every server; --every-version takes the tests on all of them."""
+    path, every = collections["path"], collections["every"]
+
+    def by_test(ids: list[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for node in ids:
+            if node.startswith(f"{DRILL}::"):
+                grouped.setdefault(node.split("[")[0], []).append(node)
+        return grouped
+
+    once, all_servers = by_test(path), by_test(every)
+    assert once, f"pytest {PAGE} collects none of {DRILL}'s tests:\n{path}"
+    for test, items in once.items():
+        assert len(items) == 1, (
+            f"pytest {PAGE} runs {test} on {len(items)} servers, expected the first one "
+            f"only (handbook/pytest_plugin.py _first_server): {items}"
+        )
+        assert items[0] == all_servers[test][0], (test, items, all_servers[test])
+    snippets = [c for c in path if c.startswith("snippets/")]
+    assert snippets == [c for c in every if c.startswith("snippets/")], (
+        "a page's snippets must run on every server with or without --every-version"
+    )
+    assert set(path) <= set(every)
 
 
 def test_the_page_option_selects_what_the_path_argument_does(collections):
