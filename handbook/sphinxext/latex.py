@@ -237,7 +237,9 @@ def _longest_words(entry: nodes.entry) -> tuple[float, float]:
     characters of code.
 
     Code does not hyphenate: a token is as wide as it is. A word of text does, near
-    its middle, so a long one needs only about half its width (a short one all).
+    its middle, so a long one needs only about half its width (a short one all); but
+    TeX hyphenates letters only, so a word with a digit or a dot inside (``valkey8.1``,
+    ``8.0.2``) is as wide as it is and holds its column like code.
     """
     code_width = text_width = 0.0
     heading = _inside(entry, (nodes.thead,))  # bold sans serif: as wide as code
@@ -246,8 +248,13 @@ def _longest_words(entry: nodes.entry) -> tuple[float, float]:
             code_width = max([code_width, *map(len, CODE_BREAKS.split(str(text)))])
             continue
         for word in TEXT_BREAKS.split(str(text)):
+            width = 1.0 if heading else TEXT_CHARACTER
+            core = word.strip(".,;:!?()[]'\"")
+            if "." in core or any(c.isdigit() for c in core):  # TeX finds no hyphen there
+                code_width = max(code_width, len(word) * width)
+                continue
             unbroken = len(word) if len(word) <= 7 else max(7, math.ceil(0.5 * len(word)) + 1)
-            text_width = max(text_width, unbroken * (1.0 if heading else TEXT_CHARACTER))
+            text_width = max(text_width, unbroken * width)
     return code_width, text_width
 
 
