@@ -4,7 +4,9 @@ Loaded by the root ``conftest.py``. This module knows how to collect and report;
 how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers``.
 
 - ``pytest docs/runbooks/high-latency.md`` (or ``--page PATH``; a snippet or ``conf/``
-  file works too) runs what that file depends on: ``handbook.selection`` works it out.
+  file works too) runs what that file depends on: ``handbook.selection`` works it out;
+  its snippets on every server, its other tests on the first server of each kind
+  (``--every-version``: on every one).
   ``pytest snippets/sql/x.sql::pg15`` still runs that one item only.
 - every core by default: ``-n N`` (pytest-xdist) with N the usable CPUs; ``-n 0`` or
   ``HANDBOOK_WORKERS=0`` runs serially. Each worker has its own server pool; a file's
@@ -73,7 +75,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="PATH",
         help="run what a page (docs/**/*.md), snippet or conf/ file depends on: its snippets on "
-        "every server, its drill, its alert's tests, its site checks (a path argument "
+        "every server, its drill (on one server per kind), its alert's tests, its site "
+        "checks (a path argument "
         "does the same); repeatable",
     )
     group.addoption(

@@ -42,7 +42,10 @@ RANK = {"skipped": 0, "passed": 1, "failed": 2}
 
 
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """``2026-12-03T10:15:00.123Z``: to the millisecond, so that two runs in the same second
+    (a snippet edited between two quick runs) still compare in the order they ran."""
+    stamp = time.time()
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(stamp))}.{int(stamp % 1 * 1000):03d}Z"
 
 
 def new_run_id() -> str:

@@ -129,3 +129,22 @@ def test_a_later_run_without_the_test_does_not_verify_an_edited_snippet(pytester
     report, _ = run(pytester, "tests")  # now its test runs on the current content
     shown = note(pytester, "snippets/shell/own.sh", report)
     assert shown.startswith("Run for real by tests/test_own.py"), shown
+
+
+def test_an_edit_between_two_runs_of_the_same_second_is_not_verified(tmp_path):
+    """Two quick runs (the second only shellchecks the edited snippet) may finish in the
+    same second: the report's times must still order them (handbook/report.py now())."""
+    name = "snippets/shell/own.sh"
+    snippet = tmp_path / name
+    snippet.parent.mkdir(parents=True)
+    snippet.write_text(LINT_ONLY)
+    path = tmp_path / "build" / "verification.json"
+    first = verification.Report(path)
+    first.test_outcome("tests/test_own.py", "passed")
+    first.write()
+    snippet.write_text(LINT_ONLY.replace("echo done", "echo done  # edited"))
+    verification.Report(path).write()  # sees the edit; the test does not run
+    state, _ = verification.verified_by(
+        verification.load(path), name, "tests/test_own.py", tmp_path
+    )
+    assert state == "stale", f"an edit after the test's run counts as verified: {state}"
