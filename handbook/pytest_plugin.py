@@ -8,7 +8,7 @@ how a snippet runs lives in ``handbook.runners``, servers in ``handbook.servers`
   its snippets on every server, its other tests on the first server of each kind
   (``--every-version``: on every one).
   ``pytest snippets/sql/x.sql::pg15`` still runs that one item only.
-- every core by default: ``-n N`` (pytest-xdist) with N the usable CPUs; ``-n 0`` or
+- every core by default: ``-n N`` (pytest-xdist), two workers per usable CPU; ``-n 0`` or
   ``HANDBOOK_WORKERS=0`` runs serially. Each worker has its own server pool; a file's
   tests stay on one worker (``--dist loadscope``, unless ``--dist`` is given), so a drill
   module and its private servers do; the workers send their results to the controller,
@@ -96,9 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Use every core: ``-n N`` (pytest-xdist) with N the CPUs this process may run on,
-    unless ``-n`` is given or ``HANDBOOK_WORKERS`` says otherwise (``0``: serial). Only
-    for the run a person starts: a worker, or a pytest a test starts, runs serially."""
+    """Use every core: ``-n N`` (pytest-xdist) with N twice the CPUs this process may run
+    on, unless ``-n`` is given or ``HANDBOOK_WORKERS`` says otherwise (``0``: serial). Only
+    for the run a person starts: a worker, or a pytest a test starts, runs serially. The
+    run of what a page, snippet or conf/ file depends on takes one worker per CPU, not
+    two: each worker starts every server and builds the site again (on 2 CPUs the
+    high-latency page took 66 s serially, 74 s on 2 workers, 93 s on 4; the watchdog
+    page 54 s serially, 32 s on 2)."""
     workers = os.environ.get(WORKERS_VAR, "").strip()
     if hasattr(config, "workerinput") or os.environ.get("PYTEST_XDIST_WORKER"):
         return
@@ -114,20 +118,26 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if not workers:
         serial = config.option.collectonly or config.option.usepdb or config.option.trace
-        workers = "0" if serial else str(default_workers())
+        page = bool(_targets(config)[0])  # a page's few tests: each worker starts its servers
+        workers = "0" if serial else str(default_workers(1 if page else WORKERS_PER_CPU))
     if workers not in ("auto", "logical") and not workers.isdigit():
         raise pytest.UsageError(f"{WORKERS_VAR}={workers!r}: give a number, 0 or 'auto'")
     config.option.numprocesses = int(workers) if workers.isdigit() else workers
 
 
-def default_workers() -> int:
-    """How many workers a run uses by default: the CPUs this process may run on, or
-    none (serial) with one CPU, where a worker would only add its start-up."""
+WORKERS_PER_CPU = 2  # the tests wait (servers, alerts' `for`, timeouts) more than they compute
+
+
+def default_workers(per_cpu: int = WORKERS_PER_CPU) -> int:
+    """How many workers a run uses by default: two for each CPU this process may run on,
+    since most of a test's time is waiting on a server, an alert's ``for`` or a timeout
+    (on 2 CPUs the whole run took 700 s on 4 workers, 759 s on 3, 902 s on 2); none
+    (serial) with one CPU, where a worker would only add its start-up."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
+    return cpus * per_cpu if cpus > 1 else 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -162,18 +172,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadscope"  # a file's tests, and its module fixtures, together
 
 
-def _select(config: pytest.Config) -> None:
-    """Path arguments that are pages, snippets or conf/ files become what they depend on."""
-    root = config.rootpath
+def _targets(config: pytest.Config) -> tuple[list[Path], list[str]]:
+    """The pages, snippets and conf/ files given (``--page`` or path arguments), and the
+    other arguments."""
     targets, kept = [Path(p) for p in config.getoption("--page")], []
     # Without path arguments pytest runs its testpaths: with --page, only what it selects.
     given = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
     for arg in given:
         path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir, arg)
-        if "::" not in arg and selection.is_target(path, root):
+        if "::" not in arg and selection.is_target(path, config.rootpath):
             targets.append(path)
         else:
             kept.append(arg)
+    return targets, kept
+
+
+def _select(config: pytest.Config) -> None:
+    """Path arguments that are pages, snippets or conf/ files become what they depend on."""
+    root = config.rootpath
+    targets, kept = _targets(config)
     if not targets:
         return
     workerinput = getattr(config, "workerinput", None) or {}
@@ -334,6 +351,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput["handbook_report"] = report.results()
         skips = session.config.stash.get(unverified.SKIPS, [])
         workeroutput["handbook_skips"] = [[s.nodeid, s.reason] for s in skips]
+        workeroutput["handbook_left_out"] = dict(session.config.stash.get(LEFT_OUT, {}))
         return
     if report.entries or report.proofs or report.tests or report.exporters:
         report.write()
@@ -362,6 +380,8 @@ def pytest_testnodedown(node, error) -> None:
         skips += [
             unverified.Skip(nodeid, reason) for nodeid, reason in output.get("handbook_skips", [])
         ]
+    if output.get("handbook_left_out"):  # every worker collects, and leaves out, the same
+        node.config.stash[LEFT_OUT] = dict(output["handbook_left_out"])
     if error is not None and "handbook_report" not in output:
         worker = getattr(node, "gateway", None)
         name = getattr(worker, "id", "a worker")
