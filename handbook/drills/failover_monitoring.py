@@ -102,6 +102,16 @@ def state(prometheus: monitoring.Prometheus, name: str, **labels: str) -> str:
     return "firing" if "firing" in states else ("pending" if states else "inactive")
 
 
+def targets(prometheus: monitoring.Prometheus) -> dict[str, str]:
+    """The ``postgres`` job's active targets as Prometheus has them: instance -> role."""
+    found = prometheus.api("/api/v1/targets?state=active")["activeTargets"]  # type: ignore[index]
+    return {
+        t["labels"]["instance"]: t["labels"].get("role", "")
+        for t in found
+        if t["labels"].get("job") == JOB
+    }
+
+
 def beside(server: Server, source: Server) -> Server:
     """``server`` (a drill's standby) with the accounts and features of ``source`` (the
     primary it was copied from: the same roles, the same TLS), on its own port."""
@@ -172,6 +182,25 @@ def failover_monitoring(
             result.checks[step] = output(CHECK, standby.server, standby.server.env("monitor") | env)
             return result.checks[step]
 
+        def reload(wanted: dict[str, str]) -> None:
+            """Step 5 or 4's change to the ``postgres`` job (``wanted``: role -> target),
+            and a reload; returns once Prometheus scrapes exactly those targets. Until
+            then the fenced primary's target may still be scraped: one scrape slower
+            than the timeout marks its ``pg_up`` stale, so PostgreSQLDown looks resolved
+            for a scrape and goes pending again on the next."""
+            assert prometheus is not None
+            config(conf, wanted, rules)
+            prometheus.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            expected = {target: role for role, target in wanted.items()}
+            try:
+                wait_for(lambda: targets(prometheus) == expected, "the reload", MARGIN)
+            except DrillError:
+                raise DrillError(
+                    f"{rel(conf)}: after a reload Prometheus scrapes {targets(prometheus)} "
+                    f"for the {JOB} job, not {expected}\n--- Prometheus log ---\n"
+                    f"{prometheus.log()}"
+                ) from None
+
         def reach(what: str, name: str, wanted: str, timeout: float, **labels: str) -> float:
             """Poll /api/v1/alerts until ``name`` is ``wanted``; the seconds it took."""
             assert prometheus is not None
@@ -218,8 +247,7 @@ def failover_monitoring(
         if admin_sql(standby.server, "SELECT pg_is_in_recovery()") != "f":
             raise DrillError(f"promote.sql did not promote the standby:\n{promoted}")
         # Step 5: the promoted server's target is the primary; the fenced one leaves.
-        config(conf, {"primary": new}, rules)
-        prometheus.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        reload({"primary": new})
         result.measured["resolve_seconds"] = reach(
             f"{ALERT} resolving once the promoted server is labelled primary", ALERT,
             "inactive", MARGIN,
@@ -237,8 +265,7 @@ def failover_monitoring(
         rebuilt.server = beside(rebuilt.server, primary)
         running.append(exporters.start("postgres_exporter", rebuilt.server))
         result.replica_target = running[-1].url.removeprefix("http://").removesuffix("/metrics")
-        config(conf, {"primary": new, "replica": result.replica_target}, rules)
-        prometheus.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        reload({"primary": new, "replica": result.replica_target})
         reach(f"{ABSENT} clearing once the new replica is watched", ABSENT, "inactive", MARGIN,
               job=JOB, role="replica")  # fmt: skip
         if state(prometheus, ALERT) != "inactive":
