@@ -9,6 +9,7 @@ env`` prints the value). Without them they skip saying what is missing; under
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import childrun
@@ -405,3 +407,21 @@ def test_a_killed_run_leaves_containers_that_the_next_run_removes(engine, tmp_pa
     output = childrun.finish(following, 180, "the run after the killed one")
     assert following.returncode == 0, output
     assert ours(engine, ids) == [], "the next run did not remove what the killed one left"
+
+
+def test_only_the_engines_not_found_answer_means_an_image_is_missing(engine, monkeypatch):
+    """An image the engine has, one it lacks, and an engine that does not answer: only the
+    second is "the Docker engine has no ..." (a loaded engine's timeout once was)."""
+    have = next(iter(MAPPED.values()))
+    assert not provider._built_here_missing(have), f"{have} is built here but reported missing"
+    assert provider._built_here_missing("handbook/postgres:0-never-built")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with warnings.catch_warnings():
+        # docker-py's unix transport leaves a socket that failed to connect to the GC
+        warnings.simplefilter("ignore", ResourceWarning)
+        unanswered = provider._built_here_missing("handbook/postgres:0-never-built")
+        gc.collect()
+    assert not unanswered, (
+        "an engine that does not answer is not an engine without the image: the start must "
+        "fail with the engine's own error (handbook/servers/docker.py _built_here_missing)"
+    )

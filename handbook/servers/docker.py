@@ -215,17 +215,27 @@ def _make(cls, image: str, label: str, port: int, on_host: bool, **kwargs):
 
 
 def _built_here_missing(image: str) -> bool:
-    """True for a ``handbook/`` image (built here, on no registry) the engine lacks."""
+    """True for a ``handbook/`` image (built here, on no registry) the engine says it
+    lacks. Any other answer (a busy engine's timeout, a dropped connection) is not taken
+    for a missing image: the start goes on, and fails with the engine's own error if it
+    must (a full run once reported valkey8.1's image missing on a loaded engine)."""
+    from docker.errors import ImageNotFound
+
     if not image.startswith(LOCAL_PREFIX):
         return False
-    client = engine_client()
+    try:
+        client = engine_client()
+    except Exception:  # no engine answers: the start says so
+        return False
     try:
         client.images.get(image)
-        return False
-    except Exception:
+    except ImageNotFound:
         return True
+    except Exception:
+        return False
     finally:
         client.close()
+    return False
 
 
 def _start(container, image: str, token: int) -> None:
