@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from handbook.paths import ROOT
 from handbook.pytest_plugin import unavailable
@@ -18,9 +19,23 @@ def site_tools() -> None:
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory, site_tools) -> Path:
-    """The handbook's HTML site, built from the working tree."""
-    out = tmp_path_factory.mktemp("site")
-    result = build(ROOT, out)
-    assert result.returncode == 0, f"the site does not build (tox -e docs):\n{result.stderr}"
+def built_site(request, tmp_path_factory, site_tools) -> Path:
+    """The handbook's HTML site, built from the working tree once per run: xdist workers
+    share it (the run's temporary directory; the first worker to need it builds it, the
+    others wait for it), since five test modules read it and a build is 20 s of a CPU."""
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # popen-gwN: the run's directory is its parent
+        shared = shared.parent
+    out, failed = shared / "site", shared / "site-build-failed.txt"
+    with FileLock(shared / "site.lock"):
+        if not out.exists() and not failed.exists():
+            partial = shared / "site-building"  # renamed once whole: never half a site
+            result = build(ROOT, partial)
+            if result.returncode != 0:
+                failed.write_text(result.stderr, encoding="utf-8")
+            else:
+                partial.rename(out)
+    assert not failed.exists(), (
+        f"the site does not build (tox -e docs):\n{failed.read_text(encoding='utf-8')}"
+    )
     return out
