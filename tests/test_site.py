@@ -69,7 +69,7 @@ def test_runbook_header_renders_the_rule_not_a_copy(site):
 def test_deleting_a_runbook_anchor_fails_the_build_naming_the_alert(copy, tmp_path):
     page = copy / "docs" / "runbooks" / "high-error-rate.md"
     page.write_text(page.read_text().replace("(high-error-rate)=\n", ""))
-    result = build(copy, tmp_path / "out")
+    result = build(copy, tmp_path / "out", "dummy")
     assert result.returncode != 0
     assert (
         "conf/prometheus/alert_rules.yml:" in result.stderr
@@ -85,7 +85,7 @@ def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
     page.write_text(page.read_text().replace("{alert} HighResponseTime", "{alert} HighLatency"))
     lines = page.read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if "{alert} HighLatency" in text)
-    result = build(copy, tmp_path / "out")
+    result = build(copy, tmp_path / "out", "dummy")
     assert (
         f"docs/runbooks/high-latency.md:{line}: WARNING: runbook serves alert 'HighLatency'"
         in result.stderr
@@ -97,7 +97,7 @@ def test_runbook_for_an_alert_that_does_not_exist_fails(copy, tmp_path):
 def test_snippet_no_page_shows_fails_naming_the_file(copy, tmp_path):
     orphan = copy / "snippets" / "sql" / "orphan.sql"
     orphan.write_text("-- Shown nowhere\n-- page: runbooks/high-latency.md\nSELECT 1;\n")
-    result = build(copy, tmp_path / "out")
+    result = build(copy, tmp_path / "out", "dummy")
     assert result.returncode != 0
     assert "snippets/sql/orphan.sql:1: no page shows this snippet: include it in " in result.stderr
 
@@ -106,7 +106,7 @@ def test_snippet_no_page_shows_fails_naming_the_file(copy, tmp_path):
 def test_snippet_shown_on_another_page_than_its_header_names_fails(copy, tmp_path):
     snippet = copy / "snippets" / "sql" / "locks" / "blocking_locks.sql"
     snippet.write_text(snippet.read_text().replace("runbooks/high-latency.md", "runbooks/x.md"))
-    result = build(copy, tmp_path / "out")
+    result = build(copy, tmp_path / "out", "dummy")
     assert "its header says 'page: runbooks/x.md'" in result.stderr
 
 
@@ -125,7 +125,9 @@ def test_site_built_after_a_test_run_says_where_each_snippet_ran(copy, tmp_path)
         shutil.copy(ROOT / name, copy / name)
     shown = "snippets/sql/pool/connections_by_state.sql"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", shown],
+        # the snippet's own items: not the drill and other tests that also run it
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", shown,
+         "-k", "connections_by_state"],
         cwd=copy, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
@@ -235,7 +237,7 @@ def test_a_runbook_without_its_first_five_minutes_fails_the_build(copy, tmp_path
     start = text.index("```{first-five-minutes}")
     end = text.index("```\n", start + 3) + 4
     page.write_text(text[:start] + text[end:])
-    result = build(copy, tmp_path / "out")
+    result = build(copy, tmp_path / "out", "dummy")
     assert result.returncode != 0
     assert "docs/runbooks/watchdog.md:1: WARNING: incident runbook without" in result.stderr, (
         result.stderr
