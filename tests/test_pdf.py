@@ -89,6 +89,7 @@ class Built:
     tex: Path
     reader: PdfReader
     text: str  # every page's text, as pypdf extracts it
+    pages: list[str]  # each page's text, extracted once (pypdf takes seconds for the book)
     positioned: dict[int, list[Run]] = field(default_factory=dict)
 
     def runs(self, index: int) -> list[Run]:
@@ -147,8 +148,11 @@ def built(tmp_path_factory, site_tools) -> Built:
         f"tox -e pdf fails:\n{result.stderr[-3000:]}\n{result.stdout[-3000:]}"
     )
     reader = PdfReader(pdf)
-    text = "\n".join(page.extract_text() for page in reader.pages)
-    return Built(pdf, latex / "erpgo-handbook.log", latex / "erpgo-handbook.tex", reader, text)
+    pages = [page.extract_text() for page in reader.pages]
+    return Built(
+        pdf, latex / "erpgo-handbook.log", latex / "erpgo-handbook.tex", reader, "\n".join(pages),
+        pages,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -163,25 +167,22 @@ def title_of(page: Path) -> str:
     raise AssertionError(f"{page.relative_to(ROOT)}:1: no '# Title' line")
 
 
-def test_title_page_and_table_of_contents(pdf_text):
-    text, reader = pdf_text
-    first = reader.pages[0].extract_text()
+def test_title_page_and_table_of_contents(built):
+    text = built.text
+    first = built.pages[0]
     assert "ERPGo Operations Handbook" in first, f"title page reads {first!r}"
     runbooks = DOCS / "runbooks" / "index.md"
     assert title_of(runbooks) in text
 
 
-def test_every_body_page_shows_its_page_number(pdf_text):
-    _, reader = pdf_text
-    labels = reader.page_labels
+def test_every_body_page_shows_its_page_number(built):
+    labels = built.reader.page_labels
     # The title page comes first; the table of contents is numbered i, ii...; the body 1, 2...
     body = next(i for i, label in enumerate(labels) if not label.isdigit())
     unnumbered = [
         f"PDF page {index + 1} (label {label})"
-        for index, (label, page) in enumerate(zip(labels, reader.pages, strict=True))
-        if index > body
-        and label.isdigit()
-        and not re.search(rf"(^|\s){label}(\s|$)", page.extract_text())
+        for index, (label, page) in enumerate(zip(labels, built.pages, strict=True))
+        if index > body and label.isdigit() and not re.search(rf"(^|\s){label}(\s|$)", page)
     ]
     assert sum(label.isdigit() for label in labels) > 10, f"page labels: {labels}"
     assert not unnumbered, "pages without their number:\n" + "\n".join(unnumbered)
@@ -438,8 +439,8 @@ def test_contents_list_each_toctree_caption_as_a_part(built):
     assert captions, f"{rel(index)}: no toctree :caption: to look for"
     contents = normalise(
         "".join(
-            page.extract_text()
-            for label, page in zip(built.reader.page_labels, built.reader.pages, strict=True)
+            page
+            for label, page in zip(built.reader.page_labels, built.pages, strict=True)
             if not label.isdigit()  # the contents pages: i, ii...
         )
     )
@@ -452,7 +453,7 @@ def test_contents_list_each_toctree_caption_as_a_part(built):
 
 def test_title_page_shows_the_version(built):
     expected = f"Version {version('erpgo-handbook')}"
-    first = built.reader.pages[0].extract_text()
+    first = built.pages[0]
     assert normalise(expected) in normalise(first), (
         f"docs/conf.py: the title page reads {first!r}, without {expected!r} "
         "(release = the package's version, latex_elements['releasename'])"
@@ -475,7 +476,7 @@ def test_cross_references_show_the_page_they_point_at(built):
                 "(latex_show_pagerefs in docs/conf.py)"
             )
         for number in sorted(set(numbers)):
-            target = built.reader.pages[built.index_of(number)].extract_text()
+            target = built.pages[built.index_of(number)]
             if normalise(title) not in normalise(target):
                 problems.append(f"{rel(page)}:1: a reference says {title!r} is on page {number}")
     assert not problems, "\n".join(problems)
@@ -499,7 +500,7 @@ def densest_table_page(built: Built) -> int:
     (Not a page of an environment file, which names them too, as ``NAME=value``.)
     """
     catalogue, _ = config_catalogue.load_all(config_catalogue.CATALOGUE)
-    texts = [normalise(page.extract_text()) for page in built.reader.pages]
+    texts = [normalise(page) for page in built.pages]
 
     def in_table(index: int) -> int:
         return sum(n in texts[index] and f"{n}=" not in texts[index] for n in catalogue.options)
@@ -529,7 +530,7 @@ def test_page_images_for_review(built):
 
 def test_every_alert_rule_and_its_expression_share_a_page(built):
     """A runbook's alert box (the rule's fields, then its expression) is not split."""
-    pages = [normalise(page.extract_text()) for page in built.reader.pages]
+    pages = [normalise(page) for page in built.pages]
     split = [
         f"{alert.location}: {alert.name}'s expression is not whole on a page that names it"
         for alert in alerts.load_rules()
