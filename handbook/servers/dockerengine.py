@@ -139,8 +139,12 @@ def reap_stale() -> list[str]:
     client = engine_client()
     removed = []
     try:
-        for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
-            labels = container.labels
+        # sparse: the list's own answer, without inspecting each container in turn (a
+        # container another run removes meanwhile made that inspection fail with 404)
+        for container in client.containers.list(
+            all=True, sparse=True, filters={"label": RUN_LABEL}
+        ):
+            labels = container.attrs.get("Labels") or {}
             if labels.get(HOST_LABEL) != socket.gethostname():
                 continue  # another machine's, on a shared engine: not ours to judge
             try:
@@ -152,7 +156,7 @@ def reap_stale() -> list[str]:
                 continue  # its owner still runs
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
-                removed.append(container.name)
+                removed.append((container.attrs.get("Names") or [container.id])[0].lstrip("/"))
     finally:
         client.close()
     return removed
