@@ -148,6 +148,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[POOL] = pool
     report = Report(config.rootpath / "build" / "verification.json")
     workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "handbook_docker" in workerinput:  # the controller's answer
+        pool.assume_docker(workerinput["handbook_docker"])
     if workerinput is not None and "handbook_run" in workerinput:  # one run, many workers
         report.run_id, report.started = workerinput["handbook_run"], workerinput["handbook_started"]
     config.stash[REPORT] = report
@@ -364,6 +366,8 @@ def pytest_configure_node(node) -> None:
     node.workerinput["handbook_run"] = report.run_id
     node.workerinput["handbook_started"] = report.started
     node.workerinput["handbook_shard"] = node.config.getoption("--shard") or ""
+    # every worker must parametrize with the same servers: one answer, the controller's
+    node.workerinput["handbook_docker"] = node.config.stash[POOL].docker_available()
     chosen = node.config.stash.get(SELECTION, None)
     if chosen is not None:  # the same selection, without reading the repository again
         node.workerinput["handbook_selection"] = chosen.to_plain()

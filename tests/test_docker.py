@@ -425,3 +425,14 @@ def test_only_the_engines_not_found_answer_means_an_image_is_missing(engine, mon
         "an engine that does not answer is not an engine without the image: the start must "
         "fail with the engine's own error (handbook/servers/docker.py _built_here_missing)"
     )
+
+
+def test_a_pool_told_there_is_no_engine_offers_no_docker_server(engine):
+    """An xdist worker takes the controller's answer (pytest_configure_node's
+    ``handbook_docker``) instead of asking the engine again: with an engine that answers,
+    a pool told "no engine" offers only local servers, as the controller's would."""
+    told = ServerPool(pg="auto", redis="auto", reap=False)
+    told.assume_docker(False)
+    asked = ServerPool(pg="auto", redis="auto", reap=False)
+    assert "docker" in asked.providers("pg"), "this engine answers: auto should use it"
+    assert "docker" not in told.providers("pg") + told.providers("redis")

@@ -65,6 +65,10 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+# seconds a Docker engine's socket may take to answer before auto leaves Docker out
+DOCKER_PING = 20.0
+
+
 class ServerPool:
     """Candidates per kind, servers started on first use (once per process), stop_all()."""
 
@@ -124,9 +128,17 @@ class ServerPool:
         return ",".join(parts)
 
     def docker_available(self) -> bool:
+        """Whether ``auto`` adds Docker's servers: asked once, with time for a busy engine
+        to answer (an engine that is not there answers at once: no socket, or refused).
+        A busy engine taken for none once gave two xdist workers different tests."""
         if self._docker is None:
-            self._docker = self.autodiscover and dockerengine.engine_available()
+            self._docker = self.autodiscover and dockerengine.engine_available(DOCKER_PING)
         return self._docker
+
+    def assume_docker(self, available: bool) -> None:
+        """Take another process's answer to :meth:`docker_available` (an xdist worker
+        takes the controller's, so that every worker collects the same tests)."""
+        self._docker = available
 
     def providers(self, kind: str) -> list[str]:
         """The providers used for ``kind``, in label-priority order."""
