@@ -294,7 +294,7 @@ def harness_benchmark() -> dict:
                         rows.append((cand.label, rel(snippet.path), median, median / floor_s))
                 print(f"| {server.describe()} | {seconds:.2f} | {floor} |")
                 started[cand.label] = {
-                    "server": f"{server.describe()}, {cand.provider}",
+                    "server": server.describe(),  # "PostgreSQL 17.12, docker"
                     "start_s": round(seconds, 2),
                     "floor_ms": float(floor) if floor else None,
                 }
