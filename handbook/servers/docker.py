@@ -231,8 +231,8 @@ def _built_here_missing(image: str) -> bool:
         client.images.get(image)
     except ImageNotFound:
         return True
-    except Exception:
-        return False
+    except Exception:  # any other answer: the start goes on
+        pass
     finally:
         client.close()
     return False
