@@ -7,6 +7,8 @@ where ``dot`` is on PATH, else by ``graphviz-pure`` from the ``docs`` dependency
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -67,3 +69,47 @@ def build(root: Path, out: Path, builder: str = "html") -> subprocess.CompletedP
          "-d", str(out / ".doctrees"), str(root / "docs"), str(out)],
         cwd=root, capture_output=True, text=True, check=False,
     )  # fmt: skip
+
+
+# Where the tests keep a build between runs (build_kept): one directory per cache_key().
+KEPT = Path("build") / "site-cache"
+
+
+def cache_key(root: Path) -> str:
+    """What a kept build is valid for. Sphinx re-reads a page when the page or a file it
+    noted changes; it cannot know that the code drawing the pages changed. So the key is
+    that code (``handbook/``, ``docs/conf.py``), what it renders from beside the pages
+    (``conf/``), and the versions of every installed package."""
+    digest = hashlib.sha256(sys.version.encode())
+    files = [*(root / "handbook").rglob("*.py"), root / "docs" / "conf.py",
+             *(root / "conf").rglob("*")]  # fmt: skip
+    for path in sorted(p for p in files if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    dists = importlib.metadata.distributions()
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in dists):
+        digest.update(dist.encode())
+    return digest.hexdigest()[:16]
+
+
+def build_kept(root: Path, out: Path) -> subprocess.CompletedProcess:
+    """:func:`build`, brought up to date from the last one kept under ``build/site-cache/``,
+    then copied to ``out``: after a one-page edit and a test run, Sphinx reads that page
+    again and re-writes the pages whose test results changed (handbook.sphinxext.reportview),
+    not the whole book. A failed build is dropped, so its warnings come back next time; one
+    process builds at a time (a lock), and ``out`` is the copy of a finished build only."""
+    from filelock import FileLock  # the tests' dependency; the docs build does not need it
+
+    kept_root = root / KEPT
+    kept_root.mkdir(parents=True, exist_ok=True)
+    with FileLock(kept_root / "lock"):
+        key = cache_key(root)
+        for other in kept_root.iterdir():
+            if other.is_dir() and other.name != key:
+                shutil.rmtree(other, ignore_errors=True)  # built by other code: never valid again
+        kept = kept_root / key
+        result = build(root, kept)
+        if result.returncode != 0:
+            shutil.rmtree(kept, ignore_errors=True)
+        else:
+            shutil.copytree(kept, out, ignore=shutil.ignore_patterns(".doctrees"))
+    return result

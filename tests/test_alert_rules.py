@@ -809,9 +809,9 @@ extensions = ["myst_parser"]
 
 
 def setup(app):
-    from handbook.sphinxext import alerts, docstore
+    from handbook.sphinxext import alerts
 
-    docstore.setup(app)
+    app.setup_extension("handbook.sphinxext.docstore")
     alerts.setup(app)
 """
 

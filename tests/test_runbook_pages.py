@@ -27,9 +27,9 @@ extensions = ["myst_parser"]
 
 
 def setup(app):
-    from handbook.sphinxext import alerts, docstore, maintenance, oncall, snippets
+    from handbook.sphinxext import alerts, maintenance, oncall, snippets
 
-    docstore.setup(app)
+    app.setup_extension("handbook.sphinxext.docstore")
     snippets.setup(app)
     alerts.setup(app)
     oncall.setup(app)

@@ -252,6 +252,18 @@ def failover_monitoring(
             f"{ALERT} resolving once the promoted server is labelled primary", ALERT,
             "inactive", MARGIN,
         )  # fmt: skip
+        # The step's check reads pg_up: wait until the fenced primary's series has gone
+        # stale too. Under load a scrape of it from before the reload can still land
+        # after the alert first reads as resolved, and make it pending for a moment.
+        fenced = _quote(f'pg_up{{job="{JOB}",instance="{old}"}}')
+        wait_for(
+            lambda: (
+                not prometheus.api("/api/v1/query?query=" + fenced)["result"]
+                and state(prometheus, ALERT) == "inactive"
+            ),
+            f"the fenced primary's pg_up gone and {ALERT} inactive after step 5",
+            MARGIN,
+        )
         reach(f"{ABSENT} pending for role=replica: no replica is watched", ABSENT, "pending",
               MARGIN, job=JOB, role="replica")  # fmt: skip
         check("promoted")

@@ -7,7 +7,6 @@ from handbook.sphinxext import (
     alerts,
     configuration,
     diagrams,
-    docstore,
     firstfive,
     latex,
     links,
@@ -17,6 +16,7 @@ from handbook.sphinxext import (
     packagemap,
     quickref,
     recovery,
+    refdeps,
     servers,
     snippets,
     summary,
@@ -24,7 +24,8 @@ from handbook.sphinxext import (
 
 
 def setup(app: Sphinx) -> dict:
-    docstore.setup(app)
+    app.setup_extension("handbook.sphinxext.docstore")  # once, however many modules need it
+    refdeps.setup(app)  # an edited page's labels: the pages linking to them are written again
     diagrams.setup(app)
     literal_blocks.setup(app)
     snippets.setup(app)
@@ -42,4 +43,4 @@ def setup(app: Sphinx) -> dict:
     maintenance.setup(app)
     latex.setup(app)  # the PDF's layout (LaTeX builder only)
     # env_version: bump when what the extension keeps in the environment changes
-    return {"env_version": 3, "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"env_version": 4, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -14,6 +14,9 @@ STORES = (
     "handbook_runbooks",  # alerts a page is the runbook of
     "handbook_alert_context",  # oncall: the alerts a page gives its context
     "handbook_access",  # oncall: where a page states its access prerequisites
+    "handbook_report_views",  # reportview: the report's views a page shows
+    "handbook_ref_targets",  # refdeps: the labels a page's {ref}s name
+    "handbook_report_digests",  # reportview: what they rendered when it was last written
 )
 
 
@@ -41,7 +44,8 @@ def everything(env: BuildEnvironment, name: str) -> set:
     return set().union(*getattr(env, name).values())
 
 
-def setup(app: Sphinx) -> None:
+def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", init, priority=100)  # before the checks that fill them
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

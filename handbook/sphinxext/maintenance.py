@@ -173,7 +173,6 @@ class ReviewStatusDirective(SphinxDirective):
         ) | {self.env.docname}
         root = project_root(self.env.app)
         self.env.note_dependency(str(root / INCIDENTS))
-        self.env.note_dependency(str(root / "build" / "verification.json"))
         node = review_status()
         self.set_source_info(node)
         return [node]

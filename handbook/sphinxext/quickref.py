@@ -39,6 +39,12 @@ class QuickReferenceDirective(SphinxDirective):
     """A table of the alerts, then each alert's first diagnostic, ready to copy."""
 
     def run(self) -> list[nodes.Node]:
+        # The first diagnostics are filled in as the page is written, from the runbooks
+        # and their snippets: an edit to either must re-read this page (incremental builds).
+        root = project_root(self.env.app)
+        for path in [*(root / "docs" / "runbooks").glob("*.md"), *(root / "snippets").rglob("*")]:
+            if path.is_file():
+                self.env.note_dependency(str(path))
         rows, details = [], []
         for alert in load(self.env).values():
             try:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from handbook import report as verification
+from handbook.sphinxext import reportview
 
 DESCRIPTION = re.compile(
     r"^(?P<server>.+?), (?P<provider>local|docker|external) \((?P<origin>.*?)\)"
@@ -50,37 +49,41 @@ def rows(data: dict) -> list[list[str]]:
     return found
 
 
+def render_matrix(app: Sphinx, attrs: dict, data: dict) -> list[nodes.Node]:
+    """The ``server-matrix`` report view."""
+    found = rows(data)
+    if not found:
+        return [
+            nodes.paragraph(
+                text="No test run has written build/verification.json in this checkout "
+                "yet: run tox -e tests, then build the site again."
+            )
+        ]
+    group = nodes.tgroup(cols=len(COLUMNS))
+    for width in (8, 18, 7, 30, 6, 6, 8):
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    for cells, part in [(COLUMNS, head)] + [(row, body) for row in found]:
+        row = nodes.row()
+        for cell in cells:
+            row += nodes.entry("", nodes.paragraph(text=cell))
+        part += row
+    group += head
+    group += body
+    table = nodes.table("", group, classes=["handbook-server-matrix"])
+    note = nodes.paragraph(
+        text=f"From the test run of {data.get('generated', 'an unknown time')} on "
+        f"{data.get('machine', 'an unknown machine')}."
+    )
+    return [table, note]
+
+
 class ServerMatrixDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
-        report = Path(self.env.app.confdir).resolve().parent / "build" / "verification.json"
-        self.env.note_dependency(str(report))  # a new test run re-renders the table
-        data = verification.load(report)
-        found = rows(data)
-        if not found:
-            return [
-                nodes.paragraph(
-                    text="No test run has written build/verification.json in this checkout "
-                    "yet: run tox -e tests, then build the site again."
-                )
-            ]
-        group = nodes.tgroup(cols=len(COLUMNS))
-        for width in (8, 18, 7, 30, 6, 6, 8):
-            group += nodes.colspec(colwidth=width)
-        head, body = nodes.thead(), nodes.tbody()
-        for cells, part in [(COLUMNS, head)] + [(row, body) for row in found]:
-            row = nodes.row()
-            for cell in cells:
-                row += nodes.entry("", nodes.paragraph(text=cell))
-            part += row
-        group += head
-        group += body
-        table = nodes.table("", group, classes=["handbook-server-matrix"])
-        note = nodes.paragraph(
-            text=f"From the test run of {data.get('generated', 'an unknown time')} on "
-            f"{data.get('machine', 'an unknown machine')}."
-        )
-        return [table, note]
+        return [reportview.placeholder(self.env, "server-matrix")]
 
 
 def setup(app: Sphinx) -> None:
     app.add_directive("server-matrix", ServerMatrixDirective)
+    app.setup_extension("handbook.sphinxext.reportview")
+    reportview.register("server-matrix", render_matrix)

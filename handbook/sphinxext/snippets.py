@@ -35,7 +35,7 @@ from sphinx.util import logging
 from handbook import report as verification
 from handbook import snippet as snippets
 from handbook.paths import rel
-from handbook.sphinxext import docstore, links, verified
+from handbook.sphinxext import docstore, links, reportview, verified
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +249,10 @@ def mode_mark(snippet: snippets.Snippet) -> list[nodes.Node]:
 
 
 def snippet_block(
-    snippet: snippets.Snippet, data: dict, root: Path, shown: list[nodes.Node]
+    env: BuildEnvironment, snippet: snippets.Snippet, shown: list[nodes.Node]
 ) -> nodes.container:
-    """The block a page shows: the marks above the captioned code, then how to run it."""
+    """The block a page shows: the marks above the captioned code, then how to run it.
+    The badge is filled in from the report when the page is written (reportview)."""
     meta = nodes.paragraph(classes=["handbook-snippet-meta"])
     meta.extend(mode_mark(snippet))
     if snippet.kind == "promql":
@@ -259,7 +260,7 @@ def snippet_block(
         meta += links.online(
             links.external("Open in Prometheus", url, "handbook-prometheus"), separator=""
         )
-    meta += badge(verdict(snippet, data, root))
+    meta += reportview.placeholder(env, "badge", snippet=snippet.name)
     mode = "read-only" if snippet.read_only else "none" if changes_nothing(snippet) else "writes"
     block = nodes.container(
         classes=["handbook-snippet", f"handbook-snippet-{mode}"], handbook_snippet=snippet.name
@@ -351,11 +352,13 @@ class SnippetDirective(LiteralInclude):
         self.options.setdefault("language", language_of(snippet))
         self.options.setdefault("caption", snippet.title)
         env.note_dependency(str(path))
-        result = super().run()
-        report = root / "build" / "verification.json"
-        self.env.note_dependency(str(report))  # a new test run re-renders the notes
-        data = verification.load(report)
-        return [snippet_block(snippet, data, root, result)]
+        return [snippet_block(env, snippet, super().run())]
+
+
+def render_badge(app: Sphinx, attrs: dict, data: dict) -> list[nodes.Node]:
+    """The ``badge`` report view: the snippet's verdict in the report as it is now."""
+    root = project_root(app)
+    return [badge(verdict(snippets.parse(root / attrs["snippet"], root), data, root))]
 
 
 def how_to_run(snippet: snippets.Snippet) -> list[nodes.Node]:
@@ -397,6 +400,8 @@ def report_orphans(app: Sphinx, env: BuildEnvironment) -> None:
 
 def setup(app: Sphinx) -> None:
     app.add_directive("snippet", SnippetDirective)
+    app.setup_extension("handbook.sphinxext.reportview")
+    reportview.register("badge", render_badge)
     app.connect("env-check-consistency", report_orphans)
     app.connect("doctree-resolved", link_badges)
     verified.setup(app)  # {verification-summary}: the counts and the run behind the notes

@@ -15,6 +15,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from handbook import report as verification
 from handbook.guide import requirements
+from handbook.sphinxext import reportview
 from handbook.sphinxext.alerts import table
 from handbook.sphinxext.snippets import project_root
 
@@ -69,45 +70,50 @@ class RequirementTraceDirective(SphinxDirective):
         except requirements.UnknownRequirement as exc:
             logger.warning(str(exc), location=self.get_location(), type="handbook")
             proofs = []
-        report = root / "build" / "verification.json"
-        self.env.note_dependency(str(report))  # a new test run re-renders the notes
-        data = verification.load(report)
-        outcomes = data.get("proofs", {})
-        wanted = self.options.get("only")
-        rows = []
-        for req in requirements.REQUIREMENTS:
-            if wanted and not any(req.id.startswith(prefix) for prefix in wanted):
-                continue
-            mine = [p for p in proofs if p.requirement == req.id]
-            tests_cell = nodes.bullet_list()
-            for path, group in by_file(mine).items():
-                seen = [
-                    verification.outcome_of(outcomes.get(f"{p.path}::{p.test}", "not run"))
-                    for p in group
-                ]
-                counts = ", ".join(
-                    f"{seen.count(o)} {OUTCOME_TEXT.get(o, o)}"
-                    for o in ("passed", "failed", "skipped", "not run")
-                    if o in seen
-                )
-                item = nodes.paragraph(
-                    "",
-                    "",
-                    nodes.literal(text=path),
-                    nodes.Text(f": {n_tests(len(group))} ({counts})"),
-                )
-                tests_cell += nodes.list_item("", item)
-            row = nodes.row()
-            row += nodes.entry(
-                "",
-                nodes.paragraph("", "", nodes.strong(text=f"{req.id} {req.title}")),
-                nodes.paragraph(text=req.scope),
+        return [reportview.placeholder(self.env, "requirement-trace", proofs=proofs,
+                                       only=self.options.get("only"))]  # fmt: skip
+
+
+def render_trace(app, attrs: dict, data: dict) -> list[nodes.Node]:
+    """The ``requirement-trace`` report view: the table, with the outcomes of the report."""
+    proofs, wanted = attrs["proofs"], attrs["only"]
+    outcomes = data.get("proofs", {})
+    rows = []
+    for req in requirements.REQUIREMENTS:
+        if wanted and not any(req.id.startswith(prefix) for prefix in wanted):
+            continue
+        mine = [p for p in proofs if p.requirement == req.id]
+        tests_cell = nodes.bullet_list()
+        for path, group in by_file(mine).items():
+            seen = [
+                verification.outcome_of(outcomes.get(f"{p.path}::{p.test}", "not run"))
+                for p in group
+            ]
+            counts = ", ".join(
+                f"{seen.count(o)} {OUTCOME_TEXT.get(o, o)}"
+                for o in ("passed", "failed", "skipped", "not run")
+                if o in seen
             )
-            row += nodes.entry("", nodes.paragraph(text=status(mine, outcomes, req.provable, data)))
-            row += nodes.entry("", tests_cell if mine else nodes.paragraph(text="-"))
-            rows.append(row)
-        return [table([34, 22, 44], ["Requirement", "Status", "Proven by"], rows)]
+            item = nodes.paragraph(
+                "",
+                "",
+                nodes.literal(text=path),
+                nodes.Text(f": {n_tests(len(group))} ({counts})"),
+            )
+            tests_cell += nodes.list_item("", item)
+        row = nodes.row()
+        row += nodes.entry(
+            "",
+            nodes.paragraph("", "", nodes.strong(text=f"{req.id} {req.title}")),
+            nodes.paragraph(text=req.scope),
+        )
+        row += nodes.entry("", nodes.paragraph(text=status(mine, outcomes, req.provable, data)))
+        row += nodes.entry("", tests_cell if mine else nodes.paragraph(text="-"))
+        rows.append(row)
+    return [table([34, 22, 44], ["Requirement", "Status", "Proven by"], rows)]
 
 
 def setup(app) -> None:
     app.add_directive("requirement-trace", RequirementTraceDirective)
+    app.setup_extension("handbook.sphinxext.reportview")
+    reportview.register("requirement-trace", render_trace)

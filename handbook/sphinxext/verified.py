@@ -25,6 +25,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from handbook import report as verification
 from handbook import snippet as snippets
+from handbook.sphinxext import reportview
 
 OUTPUT, EXIT_STATUS, LINT_ONLY = "output asserted", "exit status only", "lint-only"
 GROUPS = (OUTPUT, EXIT_STATUS, LINT_ONLY)
@@ -119,14 +120,11 @@ def run_sentence(data: dict, root: Path) -> str:
 class VerificationSummaryDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         root = Path(self.env.app.confdir).resolve().parent
-        report = root / "build" / "verification.json"
-        self.env.note_dependency(str(report))
         for path in [*(root / "snippets").rglob("*"), *(root / "tests").rglob("*.py")]:
             if path.is_file():
                 self.env.note_dependency(str(path))
-        data = verification.load(report)
         grouped = counts(root)
-        result: list[nodes.Node] = [nodes.paragraph(text=run_sentence(data, root))]
+        result: list[nodes.Node] = [reportview.placeholder(self.env, "run-sentence")]
         items = nodes.bullet_list()
         described = {
             OUTPUT: "a drill, a test of its own or a .out file checks what it prints "
@@ -153,5 +151,12 @@ class VerificationSummaryDirective(SphinxDirective):
         return result
 
 
+def render_run_sentence(app: Sphinx, attrs: dict, data: dict) -> list[nodes.Node]:
+    """The ``run-sentence`` report view."""
+    return [nodes.paragraph(text=run_sentence(data, Path(app.confdir).resolve().parent))]
+
+
 def setup(app: Sphinx) -> None:
+    app.setup_extension("handbook.sphinxext.reportview")
+    reportview.register("run-sentence", render_run_sentence)
     app.add_directive("verification-summary", VerificationSummaryDirective)
