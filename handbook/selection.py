@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,9 @@ INCLUDE_DIRECTIVE = re.compile(r"^\s*```\{literalinclude\}\s+(\S+)", re.M)
 ALERT_DIRECTIVE = re.compile(r"^\s*```\{alert\}\s+(\S+)", re.M)
 # The names a path expression may start from (handbook/paths.py): ROOT / "conf" / ...
 RULE_TESTS = ("conf", "prometheus", "tests")  # promtool unit tests, one group per alert case
+# What the test functions name depends on the Python files alone, and parsing them is most
+# of a selection's time (2 s): the answers are kept here, valid while those files are.
+CACHE = Path("build") / "selection-cache.json"
 PATH_ROOTS = {"ROOT": "", "CONF": "conf", "SNIPPETS": "snippets", "DOCS": "docs", "BUILD": "build"}
 
 
@@ -167,6 +173,7 @@ def select(targets: list[Path], root: Path) -> Selection:
             _select_snippet(selection, index, name, f"uses {name}")
         else:
             _select_conf(selection, index, name, f"uses {name}")
+    index.save()
     return selection
 
 
@@ -237,6 +244,52 @@ class Index:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._modules: dict[str, Module | None] = {}
+        self._kept: dict[str, list] | None = None  # CACHE's answers, while valid
+        self._new = False
+
+    def _python_files(self) -> str:
+        """A fingerprint of every Python file a test function's names can come from."""
+        digest = hashlib.sha256()
+        for base in (self.root / "tests", self.root / "handbook"):
+            for path in sorted(base.rglob("*.py") if base.is_dir() else []):
+                stat = path.stat()
+                digest.update(
+                    f"{path.relative_to(self.root)}:{stat.st_mtime_ns}:{stat.st_size};".encode()
+                )
+        conftest = self.root / "conftest.py"
+        if conftest.is_file():
+            digest.update(conftest.read_bytes())
+        return digest.hexdigest()
+
+    def _answer(self, key: str, compute) -> list:
+        """``compute()``, or what it gave while the Python files were as they are now."""
+        if self._kept is None:
+            self._fingerprint = self._python_files()
+            try:
+                kept = json.loads((self.root / CACHE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                kept = {}
+            valid = isinstance(kept, dict) and kept.get("python") == self._fingerprint
+            self._kept = kept.get("answers", {}) if valid else {}
+        if key not in self._kept:
+            self._kept[key] = [list(a) for a in compute()]
+            self._new = True
+        return [tuple(a) for a in self._kept[key]]
+
+    def save(self) -> None:
+        """Keep the new answers for the next selection (never fails the run: a read-only
+        checkout only selects more slowly)."""
+        if not self._new:
+            return
+        path = self.root / CACHE
+        data = {"python": self._fingerprint, "answers": self._kept}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(partial, path)  # whole or not at all, whoever else selects now
+        except OSError:
+            pass
 
     def relative(self, path: Path) -> str | None:
         try:
@@ -283,8 +336,11 @@ class Index:
         return sorted(self.relative(p) or "" for p in found)
 
     def test_functions(self, path: str) -> list[str]:
-        module = self.module(path)
-        return [] if module is None else module.tests()
+        def parsed() -> list[tuple[str]]:
+            module = self.module(path)
+            return [] if module is None else [(name,) for name in module.tests()]
+
+        return [name for (name,) in self._answer(json.dumps(["test_functions", path]), parsed)]
 
     def known_names(self) -> set[str]:
         """Every page stem, snippet file and alert a parametrization id may name."""
@@ -315,6 +371,10 @@ class Index:
     def tests_naming(self, forms: set[str], deep: bool = True) -> list[tuple[str, str]]:
         """``(test file, function)`` for each test function that names one of ``forms``
         (``deep``: also through the ``handbook`` modules it uses; else in its own module)."""
+        key = json.dumps(["tests_naming", sorted(forms), deep])
+        return self._answer(key, lambda: self._tests_naming(forms, deep))
+
+    def _tests_naming(self, forms: set[str], deep: bool) -> list[tuple[str, str]]:
         found = []
         for path in self.test_files():
             module = self.module(path)
@@ -328,6 +388,9 @@ class Index:
     def parametrized_tests(self) -> list[tuple[str, str]]:
         """Every parametrized test function: :meth:`Selection.wants` keeps the items whose
         id names the selection's alert or page, and drops the others."""
+        return self._answer('["parametrized_tests"]', self._parametrized_tests)
+
+    def _parametrized_tests(self) -> list[tuple[str, str]]:
         found = []
         for path in self.test_files():
             module = self.module(path)

@@ -200,3 +200,20 @@ def test_a_worker_gets_the_controllers_selection_unchanged(high_latency):
     plain = high_latency.to_plain()
     assert Selection.from_plain(plain) == high_latency
     assert all(isinstance(v, list | dict) for k, v in plain.items() if k != "targets")
+
+
+def test_a_kept_answer_is_dropped_once_a_test_file_changes(tmp_path):
+    """The selection keeps what each test function names (build/selection-cache.json);
+    a test that starts naming the page must be selected on the next run."""
+    page = tmp_path / "docs" / "runbooks" / "x.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# X\n")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(f'def test_a():\n    assert "{spelled("runbooks", "x")}"\n')
+    assert select([page], tmp_path).paths == ["tests/test_a.py"]
+    assert (tmp_path / "build" / "selection-cache.json").is_file(), "nothing was kept"
+
+    (tests / "test_b.py").write_text(f'def test_b():\n    assert "{spelled("runbooks", "x")}"\n')
+
+    assert select([page], tmp_path).paths == ["tests/test_a.py", "tests/test_b.py"]
