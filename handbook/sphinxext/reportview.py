@@ -95,7 +95,15 @@ def digest(app: Sphinx, views: list[tuple[str, dict]]) -> str:
 
 
 def rewrite_changed(app: Sphinx, env: BuildEnvironment) -> list[str]:
-    """The pages not re-read whose views now render differently: re-write them."""
+    """The pages not re-read whose views now render differently: re-write them. While the
+    report is byte for byte the one of the last comparison, none can: what else a view
+    shows (a snippet's file, the tests) makes its page re-read when it changes."""
+    try:
+        stamp = hashlib.sha256(report_path(app).read_bytes()).hexdigest()
+    except OSError:
+        stamp = ""
+    if getattr(env, "handbook_report_stamp", None) == stamp:
+        return []
     digests = getattr(env, DIGESTS_STORE)
     changed = []
     for docname, views in sorted(getattr(env, VIEWS_STORE).items()):
@@ -103,6 +111,7 @@ def rewrite_changed(app: Sphinx, env: BuildEnvironment) -> list[str]:
         if digests.get(docname) != now:
             digests[docname] = now
             changed.append(docname)
+    env.handbook_report_stamp = stamp
     return changed
 
 
