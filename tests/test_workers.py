@@ -9,6 +9,7 @@ the worker count the run settled on and stops it before any worker starts.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ PAGE = "/".join(("docs", "runbooks", "watchdog.md"))  # spelled apart: not a tes
 
 PROBE = '''\
 """Writes the worker count a run chose, then ends the run before a worker starts."""
+import json
 import os
 import pytest
 
@@ -131,4 +133,52 @@ def test_workers_report_what_a_page_left_to_the_full_run():
         "with -n 2 the controller printed other 'left to the full run' lines than a serial "
         "run (handbook/pytest_plugin.py pytest_testnodedown, workeroutput "
         f"handbook_left_out):\n  -n 2: {worker_lines}\n  -n 0: {serial_lines}"
+    )
+
+
+DOCKER_PROBE = '''\
+"""In a worker: what the controller said of the Docker engine, and what the pool took."""
+import json
+import json
+import os
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    from handbook.pytest_plugin import POOL  # here: imported early, it escapes rewriting
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:  # the controller
+        return
+    heard = {
+        "sent": workerinput.get("handbook_docker", "not sent"),
+        # before any test has asked: only the controller's answer can have set it
+        "pool": config.stash[POOL]._docker,
+    }
+    with open(os.environ["DOCKER_PROBE_OUT"], "w") as out:
+        json.dump(heard, out)
+'''
+
+
+def test_workers_take_the_controllers_answer_about_the_docker_engine(tmp_path):
+    """Every worker must parametrize with the same servers, so none asks the engine
+    itself: the controller's answer reaches each worker's pool (handbook/pytest_plugin.py
+    pytest_configure_node). Here the controller finds no engine."""
+    (tmp_path / "docker_probe.py").write_text(DOCKER_PROBE, encoding="utf-8")
+    out = tmp_path / "heard.json"
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *childrun.LEAN, "-p", "docker_probe", "-n", "1", "-q",
+         PAGE, "-k", "no_test_is_named_so"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
+        env=child_env(PYTHONPATH=path, DOCKER_PROBE_OUT=str(out),
+                      DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock"),
+    )  # fmt: skip
+    assert out.exists(), f"no worker started (exit {result.returncode}): {result.stdout[-2000:]}"
+    assert json.loads(out.read_text()) == {"sent": False, "pool": False}, (
+        "the worker did not get the controller's answer about the Docker engine "
+        "(handbook/pytest_plugin.py: pytest_configure_node sends handbook_docker, "
+        "pytest_configure takes it)"
     )
