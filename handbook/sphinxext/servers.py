@@ -65,8 +65,11 @@ def render_matrix(app: Sphinx, attrs: dict, data: dict) -> list[nodes.Node]:
     head, body = nodes.thead(), nodes.tbody()
     for cells, part in [(COLUMNS, head)] + [(row, body) for row in found]:
         row = nodes.row()
-        for cell in cells:
-            row += nodes.entry("", nodes.paragraph(text=cell))
+        for column, cell in zip(COLUMNS, cells, strict=True):
+            if part is body and column == "From" and cell:  # a path or an image: code
+                row += nodes.entry("", nodes.paragraph("", "", nodes.literal(text=cell)))
+            else:
+                row += nodes.entry("", nodes.paragraph(text=cell))
         part += row
     group += head
     group += body
