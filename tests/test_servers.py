@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from handbook.servers import (
     redis,
     scratch,
 )
-from handbook.servers.base import Server
+from handbook.servers.base import Server, environ_copy
 
 LOCAL = ServerPool(pg="local", redis="local")
 PG_LABELS = LOCAL.labels("pg", required=False)
@@ -630,3 +631,25 @@ def test_what_a_killed_run_left_is_reaped(tmp_path):
     reaped = {str(p) for p in scratch.reap_stale()}
     assert set(found["dirs"]) <= reaped
     _assert_nothing_left(found)
+
+
+def test_a_clients_environment_survives_a_name_removed_while_it_is_copied():
+    """The pool starts servers in threads while pytest removes PYTEST_CURRENT_TEST after
+    each test: a copy that lists the names, then reads one removed in between, raised
+    KeyError and failed a server's start (a full run lost PostgreSQL 17 that way)."""
+
+    class Vanishing(Mapping):  # lists a name that is gone by the time it is read
+        def __init__(self, **names):
+            self.names = names
+
+        def __iter__(self):
+            return iter([*self.names, "PYTEST_CURRENT_TEST"])
+
+        def __len__(self):
+            return len(self.names) + 1
+
+        def __getitem__(self, name):
+            return self.names[name]
+
+    environ = Vanishing(PATH="/usr/bin", PGHOST="elsewhere")
+    assert environ_copy(environ) == {"PATH": "/usr/bin", "PGHOST": "elsewhere"}

@@ -64,6 +64,22 @@ class _Versioned:
         return base_label_of(self.kind, self.product, self.version)
 
 
+def environ_copy(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment as a dict, safe while another thread changes it.
+
+    ``dict(os.environ)`` lists the names, then looks each one up: a name removed in
+    between (pytest drops ``PYTEST_CURRENT_TEST`` after every test, while the pool
+    starts servers in threads) raised ``KeyError: 'PYTEST_CURRENT_TEST'`` and failed a
+    full run's PostgreSQL 17 start. A name removed meanwhile is simply left out."""
+    environ = os.environ if environ is None else environ
+    copied = {}
+    for name in list(environ):
+        value = environ.get(name)
+        if value is not None:
+            copied[name] = value
+    return copied
+
+
 @dataclass
 class Server(_Versioned):
     kind: str  # "pg" or "redis"
@@ -111,7 +127,7 @@ class Server(_Versioned):
     def env(self, role: str = "admin") -> dict[str, str]:
         """A full process environment for a client of this server, as ``role``
         (``admin``, ``monitor``, or any user name of ``accounts``)."""
-        env = dict(os.environ)
+        env = environ_copy()
         # Never let the caller's own connection settings leak into a test run.
         for key in list(env):
             if key.startswith(("PG", "REDISCLI_")) or key == "REDIS_URL":

@@ -25,7 +25,6 @@ Start failures: outside CI a server that was found but does not start becomes
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +38,7 @@ from .base import (
     ServerConfigError,
     ServerStartError,
     ServerUnavailable,
+    environ_copy,
     major_of,
 )
 
@@ -86,7 +86,7 @@ class ServerPool:
         HANDBOOK_* and CI are read (default ``os.environ``). ``autodiscover=False``: only
         the HANDBOOK_* variables count (no wheels, no system packages, no Docker).
         ``reap``: first remove what processes killed with SIGKILL left behind."""
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = environ_copy() if environ is None else dict(environ)
         self.autodiscover = autodiscover
         self.ci = _truthy(self.environ.get("CI"))
         self.notes: list[str] = []
