@@ -11,7 +11,9 @@
   on loopback. The postgres exporters are dead ports: TargetDown and
   ExporterSeriesAbsent fire for exactly them; the Watchdog reaches a loopback
   endpoint standing in for the dead man's switch; Alertmanager's pager and chat
-  point at a closed port, so AlertmanagerNotificationsFailing fires. The runbooks'
+  reject its credentials (the runbook's first cause: PagerDuty's 400 for an invalid
+  routing key, Slack's 403 for a revoked webhook), so AlertmanagerNotificationsFailing
+  fires. The runbooks'
   snippets run against that stack and point at the cause. Stopping the
   redis_exporter fires its alerts, starting it again clears them.
 - The metrics page's onboarding script runs on a real git repository.
@@ -230,6 +232,29 @@ class Sink(BaseHTTPRequestHandler):
         pass
 
 
+class Rejecting(BaseHTTPRequestHandler):
+    """Stands in for PagerDuty and Slack refusing the drill's credentials, with their
+    own answers to a rotated routing key and a revoked webhook. Alertmanager does not
+    retry a 4xx: the failure is counted at once. A closed port is retried for ten
+    seconds (Alertmanager's minimum notify timeout) before it counts."""
+
+    ANSWERS = {  # noqa: RUF012 - read only
+        "/v2/enqueue": (400, b'{"status":"invalid event","errors":["Invalid routing key"]}'),
+        "/slack": (403, b"invalid_token"),
+    }
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, body = self.ANSWERS.get(self.path, (404, b"not found"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def running_alertmanager(tmp_path: Path, config: Path):
     """A real Alertmanager on a free loopback port, stopped on the way out."""
@@ -295,10 +320,11 @@ def drill_rules(path: Path) -> Path:
     return path
 
 
-def drill_alertmanager(tmp_path: Path, sink: str, closed: int) -> Path:
+def drill_alertmanager(tmp_path: Path, sink: str, rejecting: str) -> Path:
     """conf's alertmanager.yml with its secrets in temp files, the pager and chat pointing
-    at a closed loopback port, the switch at the sink, and every wait cut to a second."""
-    data = loopback_config(tmp_path, f"http://127.0.0.1:{closed}", lambda name: sink, "drill-token")
+    at ``rejecting`` (see Rejecting), the switch at the sink, and every wait cut to a
+    second."""
+    data = loopback_config(tmp_path, rejecting, lambda name: sink, "drill-token")
 
     def fast(route: dict) -> None:
         route.update(group_wait="0s", group_interval="1s", repeat_interval="1s")
@@ -395,14 +421,19 @@ def stack(request, tmp_path_factory) -> Stack:
         exporter = exporters.start("redis_exporter", redis)
     except exporters.ExporterMissing as exc:
         unavailable(str(exc))
-    closed = free_port()  # nothing listens: the pager and the chat "are down"
     dead = {"primary": f"127.0.0.1:{free_port()}", "replica": f"127.0.0.1:{free_port()}"}
     Sink.received = []
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
+    rejecting = ThreadingHTTPServer(("127.0.0.1", 0), Rejecting)  # the pager and the chat
+    threading.Thread(target=rejecting.serve_forever, daemon=True).start()
     prometheus = drilled = None
     try:
-        am_config = drill_alertmanager(tmp, f"http://127.0.0.1:{sink.server_port}/", closed)
+        am_config = drill_alertmanager(
+            tmp,
+            f"http://127.0.0.1:{sink.server_port}/",
+            f"http://127.0.0.1:{rejecting.server_port}",
+        )
         with running_alertmanager(tmp, am_config) as am_url:
             am = am_url.removeprefix("http://")
             redis_target = exporter.url.removeprefix("http://").removesuffix("/metrics")
@@ -416,8 +447,9 @@ def stack(request, tmp_path_factory) -> Stack:
     finally:
         if prometheus is not None:
             prometheus.stop()
-        sink.shutdown()
-        sink.server_close()
+        for server in (sink, rejecting):
+            server.shutdown()
+            server.server_close()
         (drilled.exporter if drilled else exporter).stop()
 
 

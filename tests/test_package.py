@@ -13,6 +13,7 @@ rendered from the same docstrings (``handbook/layers.py``).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import random
 import subprocess
@@ -90,7 +91,11 @@ def imports_of(path: Path) -> list[Import]:
     return found
 
 
-IMPORTS = {name: imports_of(path) for name, path in MODULES.items()}
+@functools.cache
+def module_imports() -> dict[str, list[Import]]:
+    """Every handbook module's imports, parsed on first use, not when pytest collects this
+    file: parsing the package cost a page's run a second of collection on each worker."""
+    return {name: imports_of(path) for name, path in MODULES.items()}
 
 
 def top_part(module: str) -> str:
@@ -111,7 +116,7 @@ def loaded_by(source: str, target: str) -> list[str]:
 def import_graph() -> dict[str, dict[str, Import]]:
     """module -> {module it imports when it runs -> the import statement}."""
     graph: dict[str, dict[str, Import]] = {name: {} for name in MODULES}
-    for source, imports in IMPORTS.items():
+    for source, imports in module_imports().items():
         for imp in imports:
             if imp.type_checking:
                 continue
@@ -263,7 +268,7 @@ def layer_violations() -> list[str]:
         if part not in rules:
             continue  # on top: may import anything
         allowed, rule = rules[part]
-        for imp in IMPORTS[name]:
+        for imp in module_imports()[name]:
             target = top_part(imp.target)
             if imp.target.split(".")[0] != "handbook" or not target or target in allowed:
                 continue
@@ -285,7 +290,9 @@ def test_the_layer_check_sees_a_forbidden_import(monkeypatch):
     source = MODULES["handbook.servers.ports"]
     bad = Import(source, 7, "handbook.drills.common", False, ("wait_for",))
     monkeypatch.setitem(
-        IMPORTS, "handbook.servers.ports", [*IMPORTS["handbook.servers.ports"], bad]
+        module_imports(),
+        "handbook.servers.ports",
+        [*module_imports()["handbook.servers.ports"], bad],
     )
     problems = layer_violations()
     assert any(
@@ -324,7 +331,7 @@ def test_no_private_name_is_imported_from_another_module():
     problems = [
         f"{imp.where}: {module_of(imp.source)} imports {', '.join(private)} from {imp.target}: "
         "make it public (no leading underscore) or keep the code in one module"
-        for imports in IMPORTS.values()
+        for imports in module_imports().values()
         for imp in imports
         if imp.target.startswith("handbook")
         and (private := [n for n in imp.names if n.startswith("_") and not n.startswith("__")])
@@ -412,7 +419,7 @@ def test_no_module_re_exports_another_modules_names():
 def forbidden_imports(module_prefixes: tuple[str, ...], libraries: tuple[str, ...]) -> list[str]:
     return [
         f"{imp.where}: {name} imports {imp.target}"
-        for name, imports in sorted(IMPORTS.items())
+        for name, imports in sorted(module_imports().items())
         if name.startswith(module_prefixes)
         for imp in imports
         if imp.target.split(".")[0] in libraries
@@ -449,7 +456,9 @@ def test_the_library_checks_see_an_import(tmp_path, monkeypatch):
     fake.write_text(source, encoding="utf-8")
     found = [imp for imp in imports_of(fake) if imp.target == "pytest"]
     assert [imp.line for imp in found] == [2]
-    monkeypatch.setitem(IMPORTS, "handbook.drills.common", [Import(path, 2, "pytest", False)])
+    monkeypatch.setitem(
+        module_imports(), "handbook.drills.common", [Import(path, 2, "pytest", False)]
+    )
     assert forbidden_imports(("handbook.drills",), ("pytest",)) == [
         "handbook/drills/common.py:2: handbook.drills.common imports pytest"
     ]
