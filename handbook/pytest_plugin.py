@@ -280,7 +280,9 @@ ON_OTHER_SERVERS = (
     "the same tests on the other server versions: a page's run takes each test on the first "
     "server of each kind, and its snippets on every one (--every-version runs them all)"
 )
-SERVER_PARAMS = ("pg_server", "redis_server")
+# the parameters that are a server version: the shared servers, the drills' own local
+# versions (tests/drills/test_disaster_recovery.py) and the conf boots' (test_*_conf.py)
+SERVER_PARAMS = ("pg_server", "redis_server", "pg_label", "redis_label", "booted")
 
 
 def _first_server(item: pytest.Item, taken: set[tuple]) -> bool:

@@ -17,6 +17,7 @@ import childrun
 import pytest
 
 from handbook.paths import ROOT
+from handbook.pytest_plugin import unavailable
 from handbook.selection import SelectionError, select
 
 # About the harness, not a page: verifying a page leaves it out.
@@ -145,6 +146,27 @@ def test_a_pages_tests_run_on_one_server_and_its_snippets_on_every_one(collectio
         "a page's snippets must run on every server with or without --every-version"
     )
     assert set(path) <= set(every)
+
+
+def test_a_drill_of_every_local_version_runs_on_one_in_a_pages_run():
+    """The disaster-recovery drills start servers of each local version (``pg_label``,
+    not ``pg_server``): a page's run takes the first, as it does for the shared ones."""
+    page = spelled("docs", "runbooks", "database-connectivity.md")
+    test = "tests/drills/test_disaster_recovery.py::test_monitoring_follows_the_promoted"
+    with ThreadPoolExecutor(2) as executor:
+        path, every = executor.map(
+            lambda args: collect(*args), [(page,), ("--every-version", page)]
+        )
+    once, all_versions = (
+        [i for i in path if i.startswith(test)],
+        [i for i in every if i.startswith(test)],
+    )
+    if len(all_versions) < 2:
+        unavailable(f"one local PostgreSQL version ({all_versions}): nothing to take the first of")
+    assert once == all_versions[:1], (
+        f"pytest {page} runs {once}, expected the first local version only "
+        f"(handbook/pytest_plugin.py SERVER_PARAMS): every version is {all_versions}"
+    )
 
 
 def test_the_page_option_selects_what_the_path_argument_does(collections):
