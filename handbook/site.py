@@ -113,3 +113,21 @@ def build_kept(root: Path, out: Path) -> subprocess.CompletedProcess:
         else:
             shutil.copytree(kept, out, ignore=shutil.ignore_patterns(".doctrees"))
     return result
+
+
+def build_shared(root: Path, shared: Path) -> Path | str:
+    """:func:`build_kept` of ``root`` into ``shared/site`` unless a process of this run already did
+    (the test run's xdist workers share ``shared``): the site's path, or the failed
+    build's warnings, which every process that asks gets."""
+    from filelock import FileLock  # the tests' dependency; the docs build does not need it
+
+    out, failed = shared / "site", shared / "site-build-failed.txt"
+    with FileLock(shared / "site.lock"):
+        if not out.exists() and not failed.exists():
+            partial = shared / "site-building"  # renamed once whole: never half a site
+            result = build_kept(root, partial)
+            if result.returncode != 0:
+                failed.write_text(result.stderr, encoding="utf-8")
+            else:
+                partial.rename(out)
+    return failed.read_text(encoding="utf-8") if failed.exists() else out

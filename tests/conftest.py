@@ -4,11 +4,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from handbook.paths import ROOT
 from handbook.pytest_plugin import unavailable
-from handbook.site import build_kept, missing_tool
+from handbook.site import build_shared, missing_tool
 
 
 @pytest.fixture(scope="session")
@@ -17,21 +16,6 @@ def site_tools() -> None:
     missing = missing_tool()
     if missing:
         unavailable(missing)
-
-
-def _build_shared(shared: Path) -> Path | str:
-    """Build the site into ``shared/site`` unless a process of this run already did:
-    the site's path, or the failed build's warnings."""
-    out, failed = shared / "site", shared / "site-build-failed.txt"
-    with FileLock(shared / "site.lock"):
-        if not out.exists() and not failed.exists():
-            partial = shared / "site-building"  # renamed once whole: never half a site
-            result = build_kept(ROOT, partial)
-            if result.returncode != 0:
-                failed.write_text(result.stderr, encoding="utf-8")
-            else:
-                partial.rename(out)
-    return failed.read_text(encoding="utf-8") if failed.exists() else out
 
 
 def _shared_dir(request, tmp_path_factory) -> Path:
@@ -50,7 +34,7 @@ def site_started(request, tmp_path_factory):
         yield None
         return
     with ThreadPoolExecutor(1, thread_name_prefix="site-build") as pool:
-        yield pool.submit(_build_shared, _shared_dir(request, tmp_path_factory))
+        yield pool.submit(build_shared, ROOT, _shared_dir(request, tmp_path_factory))
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +47,6 @@ def built_site(request, tmp_path_factory, site_tools, site_started) -> Path:
     if site_started is not None:
         out = site_started.result()
     else:
-        out = _build_shared(_shared_dir(request, tmp_path_factory))
+        out = build_shared(ROOT, _shared_dir(request, tmp_path_factory))
     assert isinstance(out, Path), f"the site does not build (tox -e docs):\n{out}"
     return out
