@@ -380,10 +380,12 @@ class Index:
     def _tests_naming(self, forms: set[str], deep: bool) -> list[tuple[str, str]]:
         # What every test function names, kept whole: another page's selection then
         # reads no test module either (each new page cost its first run 2 s of parsing).
-        table = self._answer(json.dumps(["mentions", deep]), lambda: self._mentions(deep))
+        table = self._answer(
+            json.dumps(["mentions", deep]), lambda: self._every_tests_mentions(deep)
+        )
         return [(path, function) for path, function, names in table if forms & set(names)]
 
-    def _mentions(self, deep: bool) -> list[tuple[str, str, list[str]]]:
+    def _every_tests_mentions(self, deep: bool) -> list[tuple[str, str, list[str]]]:
         found = []
         for path in self.test_files():
             module = self.module(path)

@@ -28,7 +28,6 @@ PAGE = "/".join(("docs", "runbooks", "watchdog.md"))  # spelled apart: not a tes
 
 PROBE = '''\
 """Writes the worker count a run chose, then ends the run before a worker starts."""
-import json
 import os
 import pytest
 
@@ -138,7 +137,6 @@ def test_workers_report_what_a_page_left_to_the_full_run():
 
 DOCKER_PROBE = '''\
 """In a worker: what the controller said of the Docker engine, and what the pool took."""
-import json
 import json
 import os
 
